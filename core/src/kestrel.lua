@@ -1,0 +1,104 @@
+--[[
+Kestrel ID generator: the script fallback for servers that cannot load the module.
+
+KEYS[1]  lock key: the last Unix millisecond used by this generator (or the high-water mark
+         the Kestrel module reserved), a decimal string
+KEYS[2]  sequence key: the last sequence used in that millisecond, a decimal string
+KEYS[3]  shard-id key: the generator's logical shard id, a decimal string
+ARGV[1]  max sequence (4095)
+ARGV[2]  min shard id (1)
+ARGV[3]  max shard id (1023)
+ARGV[4]  count: how many IDs, 1 to max sequence + 1
+ARGV[5]  now in Unix ms from the caller's clock; when absent the server's TIME is used
+
+Reply: { start sequence, end sequence, shard id, seconds, microseconds }, where
+seconds * 1000 + microseconds / 1000 is the Unix millisecond shared by all the IDs, and each
+ID is ((ms - 1451566800000) << 22) | (shard << 12) | sequence for sequence = start .. end.
+
+Errors: "Logical shard ID out of range" when the shard id is missing or outside
+[ARGV[2], ARGV[3]]; "KESTREL_BADCOUNT", "KESTREL_BADARG" and "KESTREL_BADSTATE" for a bad
+count, bad arguments or state keys holding something other than decimal integers. Nothing is
+written when an error is returned.
+]]
+
+local function integer(text)
+  if type(text) ~= 'string' or not string.match(text, '^%-?%d+$') or #text > 16 then
+    return nil
+  end
+  return tonumber(text)
+end
+
+local function read_state(key, default)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then
+    return default
+  end
+  if kind ~= 'string' then
+    return redis.error_reply('KESTREL_BADSTATE key ' .. key .. ' holds a ' .. kind ..
+      ', not a decimal integer; delete it or fix it')
+  end
+  local value = integer(redis.call('GET', key))
+  if value == nil or value < 0 then
+    return redis.error_reply('KESTREL_BADSTATE key ' .. key ..
+      ' does not hold a non-negative decimal integer; delete it or fix it')
+  end
+  return value
+end
+
+local max_sequence = integer(ARGV[1])
+local min_shard = integer(ARGV[2])
+local max_shard = integer(ARGV[3])
+local count = integer(ARGV[4])
+if max_sequence == nil or min_shard == nil or max_shard == nil or count == nil then
+  return redis.error_reply('KESTREL_BADARG expected ARGV: max sequence, min shard id, ' ..
+    'max shard id, count[, now in Unix ms], all decimal integers')
+end
+if count < 1 or count > max_sequence + 1 then
+  return redis.error_reply('KESTREL_BADCOUNT count must be an integer from 1 to ' ..
+    (max_sequence + 1))
+end
+
+local now
+if ARGV[5] ~= nil then
+  now = integer(ARGV[5])
+  if now == nil or now < 0 then
+    return redis.error_reply('KESTREL_BADARG ARGV[5] must be the time in Unix ms')
+  end
+else
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+local shard = integer(redis.call('GET', KEYS[3]) or '')
+if shard == nil or shard < min_shard or shard > max_shard then
+  return redis.error_reply('Logical shard ID out of range: ' .. KEYS[3] ..
+    ' must hold an integer from ' .. min_shard .. ' to ' .. max_shard)
+end
+
+local last_ms = read_state(KEYS[1], -1)
+if type(last_ms) == 'table' then
+  return last_ms
+end
+local last_sequence = read_state(KEYS[2], max_sequence)
+if type(last_sequence) == 'table' then
+  return last_sequence
+end
+
+local used = math.max(now, last_ms)
+local start_sequence = 0
+local end_sequence = count - 1
+if used == last_ms then
+  start_sequence = last_sequence + 1
+  end_sequence = start_sequence + count - 1
+  if end_sequence > max_sequence then
+    used = used + 1
+    start_sequence = 0
+    end_sequence = count - 1
+  end
+end
+
+redis.call('SET', KEYS[1], string.format('%d', used))
+redis.call('SET', KEYS[2], string.format('%d', end_sequence))
+
+local seconds = math.floor(used / 1000)
+return { start_sequence, end_sequence, shard, seconds, (used - seconds * 1000) * 1000 }
