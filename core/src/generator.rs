@@ -22,7 +22,11 @@ impl Position {
     /// counts as 4095. Places past [`Position::END`] exist but hold no ID.
     pub fn new(unix_ms: u64, sequence: u16) -> Self {
         let sequence = u64::from(sequence.min(MAX_SEQUENCE));
-        Self(unix_ms.saturating_mul(SEQUENCES_PER_MS).saturating_add(sequence))
+        Self(
+            unix_ms
+                .saturating_mul(SEQUENCES_PER_MS)
+                .saturating_add(sequence),
+        )
     }
 
     /// The first place within Unix millisecond `unix_ms`.
@@ -63,7 +67,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            lead_cap_ms: 5_000,
+            lead_cap_ms: 1_000,
             reserve_ms: 1_000,
         }
     }
@@ -212,6 +216,7 @@ pub struct Generator {
     last: Position,
     reserved: Position,
     last_clock_ms: u64,
+    fence_ms: u64,
 }
 
 impl Generator {
@@ -222,6 +227,42 @@ impl Generator {
             last: stored,
             reserved: stored,
             last_clock_ms: 0,
+            fence_ms: 0,
+        }
+    }
+
+    /// Resumes where the stored place may be behind what was issued: after loading data that
+    /// can have lost its last writes, or on a replica promoted to master. The generator starts
+    /// past both `stored + fence_ms` and `now + lead_cap_ms` (the furthest the old process
+    /// could have issued if the clock is sane). Until the clock passes that fence, the lead cap
+    /// counts from the fence instead of the clock, so the jump itself is never refused.
+    pub fn resume_fenced(
+        shard: ShardId,
+        stored: Position,
+        now_ms: u64,
+        fence_ms: u64,
+        settings: &Settings,
+    ) -> Self {
+        let fence = stored
+            .unix_ms()
+            .saturating_add(fence_ms)
+            .max(now_ms.saturating_add(settings.lead_cap_ms));
+        Self {
+            last: stored.max(Position::end_of(fence)),
+            fence_ms: fence,
+            ..Self::resume(shard, stored)
+        }
+    }
+
+    /// The same generator after its keys changed under it (another writer, a deletion, a
+    /// flush): it takes the shard id and the mark stored now, and never goes below what it
+    /// issued itself.
+    pub fn rebase(&self, shard: ShardId, stored: Position) -> Self {
+        Self {
+            shard,
+            last: self.last.max(stored),
+            reserved: stored,
+            ..*self
         }
     }
 
@@ -267,9 +308,10 @@ impl Generator {
 
         let last = batch.last();
         let lead_ms = last.unix_ms().saturating_sub(now_ms);
-        if lead_ms > settings.lead_cap_ms {
+        let capped_lead_ms = last.unix_ms().saturating_sub(now_ms.max(self.fence_ms));
+        if capped_lead_ms > settings.lead_cap_ms {
             return Err(GenerateError::LeadCapReached {
-                lead_ms,
+                lead_ms: capped_lead_ms,
                 cap_ms: settings.lead_cap_ms,
             });
         }
@@ -281,7 +323,9 @@ impl Generator {
         let issue = Issue {
             batch,
             reserve,
-            borrowed_ms: last.unix_ms().saturating_sub(now_ms.max(self.last.unix_ms())),
+            borrowed_ms: last
+                .unix_ms()
+                .saturating_sub(now_ms.max(self.last.unix_ms())),
             lead_ms,
             clock_stepped_back: now_ms < self.last_clock_ms,
         };
@@ -359,8 +403,16 @@ mod tests {
 
             let (used, start, end) = contract_step(now, stored_ms, stored_seq, count);
             let case = format!("{now} {stored_ms} {stored_seq} {count}");
-            assert_eq!(issue.batch.first(), Position::new(used, start as u16), "{case}");
-            assert_eq!(issue.batch.last(), Position::new(used, end as u16), "{case}");
+            assert_eq!(
+                issue.batch.first(),
+                Position::new(used, start as u16),
+                "{case}"
+            );
+            assert_eq!(
+                issue.batch.last(),
+                Position::new(used, end as u16),
+                "{case}"
+            );
             assert_eq!(issue.batch.count(), count, "{case}");
             assert_eq!(issue.reserve, Some(issue.batch.last()), "{case}");
         }
@@ -386,7 +438,11 @@ mod tests {
 
         let issue = generator.issue(NOW, 10_000, &exact()).unwrap();
 
-        let runs: Vec<_> = issue.batch.runs().map(|(id, n)| (id.sequence(), n)).collect();
+        let runs: Vec<_> = issue
+            .batch
+            .runs()
+            .map(|(id, n)| (id.sequence(), n))
+            .collect();
         assert_eq!(runs, vec![(100, 3996), (0, 4096), (0, 1908)]);
         assert_eq!(issue.batch.last(), Position::new(NOW + 2, 1907));
         let ids: Vec<_> = issue.batch.ids().collect();
@@ -409,7 +465,12 @@ mod tests {
         }
         let steps: Vec<_> = [NOW - 3_600_001, NOW]
             .into_iter()
-            .map(|now| generator.issue(now, 1, &exact()).unwrap().clock_stepped_back)
+            .map(|now| {
+                generator
+                    .issue(now, 1, &exact())
+                    .unwrap()
+                    .clock_stepped_back
+            })
             .collect();
         assert_eq!(steps, vec![true, false]);
     }
@@ -453,8 +514,18 @@ mod tests {
         let cases = [
             (Position::new(LAST_MS, 4094), LAST_MS, 1, Ok(Position::END)),
             (Position::END, LAST_MS, 1, Err(GenerateError::Exhausted)),
-            (Position::ORIGIN, LAST_MS + 1, 1, Err(GenerateError::Exhausted)),
-            (Position::new(LAST_MS, 4000), LAST_MS, 200, Err(GenerateError::Exhausted)),
+            (
+                Position::ORIGIN,
+                LAST_MS + 1,
+                1,
+                Err(GenerateError::Exhausted),
+            ),
+            (
+                Position::new(LAST_MS, 4000),
+                LAST_MS,
+                200,
+                Err(GenerateError::Exhausted),
+            ),
             (
                 Position::ORIGIN,
                 EPOCH_MS - 1,
@@ -463,13 +534,20 @@ mod tests {
                     now_ms: EPOCH_MS - 1,
                 }),
             ),
-            (Position::ORIGIN, EPOCH_MS, 1, Ok(Position::new(EPOCH_MS, 0))),
+            (
+                Position::ORIGIN,
+                EPOCH_MS,
+                1,
+                Ok(Position::new(EPOCH_MS, 0)),
+            ),
             (Position::ORIGIN, NOW, 0, Err(GenerateError::ZeroCount)),
         ];
         for (stored, now, count, expected) in cases {
             let mut generator = Generator::resume(shard(1023), stored);
 
-            let got = generator.issue(now, count, &exact()).map(|i| i.batch.last());
+            let got = generator
+                .issue(now, count, &exact())
+                .map(|i| i.batch.last());
 
             assert_eq!(got, expected, "{stored:?} {now} {count}");
         }
@@ -505,7 +583,9 @@ mod tests {
         let window = settings(5_000, 50);
         let mut highest = Position::ORIGIN;
         for step in 0..1_000 {
-            let issue = generator.issue(NOW + step / 7, 1 + step % 300, &window).unwrap();
+            let issue = generator
+                .issue(NOW + step / 7, 1 + step % 300, &window)
+                .unwrap();
             highest = issue.batch.last();
         }
 
@@ -513,5 +593,60 @@ mod tests {
         let issue = resumed.issue(NOW, 1, &settings(u64::MAX, 50)).unwrap();
 
         assert!(issue.batch.first() > highest);
+    }
+
+    #[test]
+    fn a_fence_moves_past_lost_writes_and_the_clock() {
+        let window = settings(1_000, 100);
+        // (stored ms, clock, fence) -> first ms issued
+        let cases = [
+            (NOW, NOW, 3_000, NOW + 3_001),
+            (NOW - 60_000, NOW, 3_000, NOW + 1_001),
+            (NOW + 10_000, NOW, 0, NOW + 10_001),
+            (0, NOW, 3_000, NOW + 1_001),
+        ];
+        for (stored_ms, now, fence, expected) in cases {
+            let stored = Position::end_of(stored_ms);
+            let mut generator = Generator::resume_fenced(shard(1), stored, now, fence, &window);
+
+            let issue = generator.issue(now, 1, &window).unwrap();
+
+            assert_eq!(
+                issue.batch.first(),
+                Position::start_of(expected),
+                "{stored_ms} {fence}"
+            );
+            assert!(issue.reserve.is_some());
+        }
+    }
+
+    #[test]
+    fn the_lead_cap_counts_from_the_fence_until_the_clock_passes_it() {
+        let window = settings(1_000, 0);
+        let mut generator =
+            Generator::resume_fenced(shard(1), Position::end_of(NOW), NOW, 3_000, &window);
+
+        let burst = (0..2_000)
+            .map_while(|_| generator.issue(NOW, 4096, &window).ok())
+            .count();
+
+        assert_eq!(burst, 1_000);
+        let refused = generator.issue(NOW, 1, &window).unwrap_err();
+        assert_eq!(refused.retry_after_ms(), Some(1));
+        assert!(generator.issue(NOW + 3_001, 1, &window).is_ok());
+    }
+
+    #[test]
+    fn rebasing_keeps_what_was_issued_and_takes_the_new_mark() {
+        let mut generator = Generator::resume(shard(1), Position::ORIGIN);
+        generator.issue(NOW, 10, &settings(1_000, 100)).unwrap();
+
+        let behind = generator.rebase(shard(2), Position::new(NOW - 5, 0));
+        let ahead = generator.rebase(shard(2), Position::new(NOW + 7, 3));
+
+        assert_eq!(behind.last(), Position::new(NOW, 9));
+        assert_eq!(behind.reserved(), Position::new(NOW - 5, 0));
+        assert_eq!(behind.shard(), shard(2));
+        assert_eq!(ahead.last(), Position::new(NOW + 7, 3));
     }
 }

@@ -177,9 +177,9 @@ pub fn parse_decimal_i64(bytes: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let magnitude = digits
-        .iter()
-        .try_fold(0_i128, |acc, &digit| Some(acc * 10 + i128::from(digit - b'0')))?;
+    let magnitude = digits.iter().try_fold(0_i128, |acc, &digit| {
+        Some(acc * 10 + i128::from(digit - b'0'))
+    })?;
     let value = if negative { -magnitude } else { magnitude };
     i64::try_from(value).ok()
 }
