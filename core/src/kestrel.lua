@@ -1,4 +1,4 @@
---[[
+--[==[
 Kestrel ID generator: the script fallback for servers that cannot load the module.
 
 KEYS[1]  lock key: the last Unix millisecond used by this generator (or the high-water mark
@@ -19,7 +19,7 @@ Errors: "Logical shard ID out of range" when the shard id is missing or outside
 [ARGV[2], ARGV[3]]; "KESTREL_BADCOUNT", "KESTREL_BADARG" and "KESTREL_BADSTATE" for a bad
 count, bad arguments or state keys holding something other than decimal integers. Nothing is
 written when an error is returned.
-]]
+]==]
 
 local function integer(text)
   if type(text) ~= 'string' or not string.match(text, '^%-?%d+$') or #text > 16 then
