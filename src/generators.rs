@@ -1,0 +1,234 @@
+//! The generators this server process serves from memory, and when they must be read again
+//! from their keys.
+//!
+//! A generator in memory is trusted only while nothing else has touched its keys. Keyspace
+//! events (the script's writes, deletions, expiry, eviction, renames), flushes and database
+//! swaps mark it changed: the next call reads the keys again but never goes below what this
+//! process issued. Loading data and role changes mark it fenced: the keys may be behind what
+//! was issued, so the next call also jumps the fence.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use kestrel_core::{GenerateError, Generator, Issue, Position, Settings, ShardId};
+use redis_module::{raw, Context};
+
+use crate::error::KestrelError;
+use crate::{config, stats, store};
+
+/// How far a generator in memory can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Its keys have not changed since it last read or wrote them.
+    Current,
+    /// Someone else changed its keys: read them again.
+    Changed,
+    /// Data was loaded or the role changed: read them again and jump the fence.
+    Fenced,
+}
+
+struct Entry {
+    generator: Generator,
+    trust: Trust,
+}
+
+/// Generators by database and name.
+#[derive(Default)]
+struct Table {
+    databases: HashMap<i32, HashMap<Vec<u8>, Entry>>,
+}
+
+thread_local! {
+    // Redis runs commands, keyspace events and server events on its main thread only.
+    static TABLE: RefCell<Table> = RefCell::new(Table::default());
+}
+
+/// A generator's state as `KESTREL.STATUS` shows it.
+pub struct Snapshot {
+    pub shard: Option<ShardId>,
+    pub last: Position,
+    pub reserved: Position,
+    pub in_memory: bool,
+}
+
+/// Issues `count` IDs from the named generator at clock reading `now_ms`, storing a new
+/// high-water mark first when the batch passes the old one. On error nothing changes.
+pub fn issue(
+    ctx: &Context,
+    name: &[u8],
+    now_ms: u64,
+    count: u64,
+    settings: &Settings,
+) -> Result<Issue, KestrelError> {
+    let database = selected_database(ctx);
+    TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        let generators = table.databases.entry(database).or_default();
+        let entry = generators.get(name);
+        let needs_keys = entry.is_none_or(|entry| entry.trust != Trust::Current);
+
+        let (mut generator, shard_to_write) = if needs_keys {
+            load(ctx, name, entry, now_ms, settings)?
+        } else {
+            let entry = entry.ok_or(KestrelError::Internal)?;
+            (entry.generator.clone(), None)
+        };
+        let issue = generator
+            .issue(now_ms, count, settings)
+            .map_err(|cause| refusal(name, cause))?;
+
+        if let Some(shard) = shard_to_write {
+            store::write_shard(ctx, name, shard);
+        }
+        if let Some(mark) = issue.reserve {
+            store::write_mark(ctx, name, mark);
+            stats::MARK_WRITES.add(1);
+        }
+        generators.insert(
+            name.to_vec(),
+            Entry {
+                generator,
+                trust: Trust::Current,
+            },
+        );
+        Ok(issue)
+    })
+}
+
+/// The named generator's state, from memory when it is current there, else from its keys.
+pub fn snapshot(ctx: &Context, name: &[u8]) -> Result<Snapshot, KestrelError> {
+    let database = selected_database(ctx);
+    let current = TABLE.with(|table| {
+        let table = table.borrow();
+        let entry = table.databases.get(&database)?.get(name)?;
+        (entry.trust == Trust::Current).then(|| Snapshot {
+            shard: Some(entry.generator.shard()),
+            last: entry.generator.last(),
+            reserved: entry.generator.reserved(),
+            in_memory: true,
+        })
+    });
+    if let Some(snapshot) = current {
+        return Ok(snapshot);
+    }
+    let stored = store::read(ctx, name)?;
+    Ok(Snapshot {
+        shard: stored.shard,
+        last: stored.mark,
+        reserved: stored.mark,
+        in_memory: false,
+    })
+}
+
+/// Someone else changed one of a generator's keys.
+pub fn key_changed(ctx: &Context, key: &[u8]) {
+    let Some(name) = store::generator_of_key(key) else {
+        return;
+    };
+    if store::module_is_writing() {
+        return;
+    }
+    let database = selected_database(ctx);
+    TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        let entry = table
+            .databases
+            .get_mut(&database)
+            .and_then(|generators| generators.get_mut(name));
+        if let Some(entry) = entry {
+            entry.trust = entry.trust.max_with(Trust::Changed);
+        }
+    });
+}
+
+/// Every generator must read its keys again (a flush, a database swap).
+pub fn all_changed() {
+    mark_all(Trust::Changed);
+}
+
+/// Every generator must read its keys again and jump the fence (data loaded, role changed).
+pub fn all_fenced() {
+    mark_all(Trust::Fenced);
+}
+
+/// How many generators are in memory.
+pub fn count() -> usize {
+    TABLE.with(|table| table.borrow().databases.values().map(HashMap::len).sum())
+}
+
+impl Trust {
+    /// The less trusting of two states.
+    fn max_with(self, other: Trust) -> Trust {
+        match (self, other) {
+            (Trust::Fenced, _) | (_, Trust::Fenced) => Trust::Fenced,
+            (Trust::Changed, _) | (_, Trust::Changed) => Trust::Changed,
+            _ => Trust::Current,
+        }
+    }
+}
+
+fn mark_all(trust: Trust) {
+    TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        let entries = table.databases.values_mut().flat_map(HashMap::values_mut);
+        for entry in entries {
+            entry.trust = entry.trust.max_with(trust);
+        }
+    });
+}
+
+/// Builds a generator from its keys. Returns the shard id to write when the key was missing
+/// and the `shard-id` option fills it; the caller writes it only once the call succeeds.
+fn load(
+    ctx: &Context,
+    name: &[u8],
+    entry: Option<&Entry>,
+    now_ms: u64,
+    settings: &Settings,
+) -> Result<(Generator, Option<ShardId>), KestrelError> {
+    stats::KEY_READS.add(1);
+    let stored = store::read(ctx, name)?;
+    let (shard, shard_to_write) = match stored.shard {
+        Some(shard) => (shard, None),
+        None => {
+            let configured = ShardId::new(config::get(&config::SHARD_ID)).map_err(|_| {
+                KestrelError::NoShard {
+                    key: crate::error::quote(&store::key_name(name, store::SHARD_ID_SUFFIX)),
+                }
+            })?;
+            (configured, Some(configured))
+        }
+    };
+
+    let fence_ms = config::get(&config::FENCE_MS).unsigned_abs();
+    let generator = match entry {
+        Some(entry) if entry.trust == Trust::Changed => entry.generator.rebase(shard, stored.mark),
+        Some(entry) => {
+            stats::FENCES.add(1);
+            let floor = stored.mark.max(entry.generator.last());
+            let fenced = Generator::resume_fenced(shard, floor, now_ms, fence_ms, settings);
+            fenced.rebase(shard, stored.mark)
+        }
+        None => {
+            stats::FENCES.add(1);
+            Generator::resume_fenced(shard, stored.mark, now_ms, fence_ms, settings)
+        }
+    };
+    Ok((generator, shard_to_write))
+}
+
+fn refusal(name: &[u8], cause: GenerateError) -> KestrelError {
+    if let GenerateError::LeadCapReached { .. } = cause {
+        stats::LEAD_REFUSALS.add(1);
+    }
+    KestrelError::Generate {
+        generator: crate::error::quote(name),
+        cause,
+    }
+}
+
+fn selected_database(ctx: &Context) -> i32 {
+    // SAFETY: the context is the live one Redis passed to the callback we are in, and
+    // RedisModule_GetSelectedDb only reads the database its client has selected.
+    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |selected| selected(ctx.ctx)) }
+}
