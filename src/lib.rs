@@ -300,7 +300,7 @@ extern "C" fn on_server_event(
         }
         raw::REDISMODULE_EVENT_LOADING => generators::all_fenced(),
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => {
-            let replica = subevent != u64::from(raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER);
+            let replica = subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER;
             commands::REPLICA.store(replica, Ordering::Relaxed);
             generators::all_fenced();
         }
