@@ -169,7 +169,11 @@ impl Config {
 /// | `REDIS_CLUSTER_NODES` | `host:port,...` seed nodes of a cluster | |
 /// | `KESTREL_SHARD_ID` | the shard id to set up (standalone and Sentinel) | stored one, else 1 |
 /// | `KESTREL_GENERATOR` | generator name | `kestrel` |
-/// | `KESTREL_SHARD_ID_KEY`, `KESTREL_LOCK_KEY`, `KESTREL_SEQUENCE_KEY` | the original's key names; they must be `{name}-shard-id`, `{name}-generator-lock`, `{name}-generator-sequence` for one name | |
+/// | `KESTREL_SHARD_ID_KEY`, `KESTREL_LOCK_KEY`, ... | the original's key names (see below) | |
+///
+/// The module and this client derive a generator's three keys from its name, so the original's
+/// key name variables must read `{NAME}-shard-id`, `{NAME}-generator-lock` and
+/// `{NAME}-generator-sequence` for one NAME; they then set the generator name.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigBuilder {
     url: Option<String>,

@@ -198,7 +198,7 @@ fn lead_wait(detail: &str) -> Duration {
         .windows(2)
         .filter(|pair| pair[1].starts_with("ms"))
         .filter_map(|pair| pair[0].parse::<u64>().ok())
-        .last()
+        .next_back()
         .unwrap_or(1);
     Duration::from_millis(millis.clamp(1, 5_000))
 }

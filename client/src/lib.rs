@@ -503,7 +503,8 @@ impl Kestrel {
                         None => ShardId::new(1).map_err(|e| Error::config(e.to_string()))?,
                     };
                     if node.claim_shard_id(generator, shard).await? {
-                        tracing::info!(%generator, %shard, master = %node.address, "kestrel: shard id set");
+                        let master = &node.address;
+                        tracing::info!(%generator, %shard, %master, "kestrel: shard id set");
                         return Ok(shard);
                     }
                 }
