@@ -11,10 +11,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use kestrel_core::{GenerateError, Generator, Issue, Position, Settings, ShardId};
-use redis_module::{raw, Context};
+use redis_module::key::RedisKey;
+use redis_module::{raw, Context, KeysCursor, RedisString};
 
 use crate::error::KestrelError;
-use crate::{config, stats, store};
+use crate::{clock, config, stats, store};
 
 /// How far a generator in memory can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,25 @@ pub fn issue(
     })
 }
 
+/// Moves every generator stored in the keyspace past its fence and stores the fenced mark, so
+/// that the script, too, continues above anything the previous process could have issued.
+/// Runs once after data is loaded and after a promotion to master, on the master only.
+pub fn fence_stored(ctx: &Context) {
+    let now_ms = clock::now_ms();
+    let settings = config::settings();
+    for database in 0.. {
+        if !select_database(ctx, database) {
+            break;
+        }
+        for name in stored_generator_names(ctx) {
+            if let Err(error) = fence_one(ctx, database, &name, now_ms, &settings) {
+                ctx.log_warning(&format!("kestrel: generator left unfenced: {error}"));
+            }
+        }
+    }
+    select_database(ctx, 0);
+}
+
 /// The named generator's state, from memory when it is current there, else from its keys.
 pub fn snapshot(ctx: &Context, name: &[u8]) -> Result<Snapshot, KestrelError> {
     let database = selected_database(ctx);
@@ -118,6 +138,57 @@ pub fn snapshot(ctx: &Context, name: &[u8]) -> Result<Snapshot, KestrelError> {
         reserved: stored.mark,
         in_memory: false,
     })
+}
+
+fn fence_one(
+    ctx: &Context,
+    database: i32,
+    name: &[u8],
+    now_ms: u64,
+    settings: &Settings,
+) -> Result<(), KestrelError> {
+    TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        let generators = table.databases.entry(database).or_default();
+        let entry = generators.get(name);
+        if entry.is_some_and(|entry| entry.trust == Trust::Current) {
+            return Ok(());
+        }
+
+        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms, settings)?;
+
+        if let Some(shard) = shard_to_write {
+            store::write_shard(ctx, name, shard);
+        }
+        if let Some(mark) = generator.reserve_to_last() {
+            store::write_mark(ctx, name, mark);
+            stats::MARK_WRITES.add(1);
+        }
+        generators.insert(
+            name.to_vec(),
+            Entry {
+                generator,
+                trust: Trust::Current,
+            },
+        );
+        Ok(())
+    })
+}
+
+/// The names of the generators whose lock key is in the selected database.
+fn stored_generator_names(ctx: &Context) -> Vec<Vec<u8>> {
+    let names = RefCell::new(Vec::new());
+    let cursor = KeysCursor::new();
+    let collect = |_: &Context, key: &RedisString, _: Option<&RedisKey>| {
+        let key = key.as_slice();
+        if key.ends_with(store::LOCK_SUFFIX) {
+            if let Some(name) = store::generator_of_key(key) {
+                names.borrow_mut().push(name.to_vec());
+            }
+        }
+    };
+    while cursor.scan(ctx, &collect) {}
+    names.into_inner()
 }
 
 /// Someone else changed one of a generator's keys.
@@ -225,6 +296,13 @@ fn refusal(name: &[u8], cause: GenerateError) -> KestrelError {
         generator: crate::error::quote(name),
         cause,
     }
+}
+
+fn select_database(ctx: &Context, database: i32) -> bool {
+    // SAFETY: the context is live (a timer's); selecting a database out of range only
+    // returns an error.
+    let status = unsafe { raw::RedisModule_SelectDb.map(|select| select(ctx.ctx, database)) };
+    status == Some(raw::REDISMODULE_OK as i32)
 }
 
 fn selected_database(ctx: &Context) -> i32 {

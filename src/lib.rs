@@ -17,6 +17,7 @@ mod store;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use kestrel_core::{EPOCH_MS, LAST_MS};
 use redis_module::{
@@ -289,7 +290,7 @@ extern "C" fn on_key_event(
 }
 
 extern "C" fn on_server_event(
-    _ctx: *mut raw::RedisModuleCtx,
+    ctx: *mut raw::RedisModuleCtx,
     event: raw::RedisModuleEvent,
     subevent: u64,
     _data: *mut c_void,
@@ -298,14 +299,34 @@ extern "C" fn on_server_event(
         raw::REDISMODULE_EVENT_FLUSHDB | raw::REDISMODULE_EVENT_SWAPDB => {
             generators::all_changed();
         }
-        raw::REDISMODULE_EVENT_LOADING => generators::all_fenced(),
+        raw::REDISMODULE_EVENT_LOADING => {
+            generators::all_fenced();
+            if subevent == raw::REDISMODULE_SUBEVENT_LOADING_ENDED {
+                fence_stored_soon(&Context::new(ctx));
+            }
+        }
         raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => {
             let replica = subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER;
             commands::REPLICA.store(replica, Ordering::Relaxed);
             generators::all_fenced();
+            fence_stored_soon(&Context::new(ctx));
         }
         _ => {}
     });
+}
+
+/// Fences the stored generators from a timer that fires as soon as the event loop runs, so
+/// the writes happen in an ordinary context and replicate like a command's.
+fn fence_stored_soon(ctx: &Context) {
+    ctx.create_timer(Duration::ZERO, fence_stored_now, ());
+}
+
+fn fence_stored_now(ctx: &Context, _: ()) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+        if !commands::REPLICA.load(Ordering::Relaxed) {
+            generators::fence_stored(ctx);
+        }
+    }));
 }
 
 /// The `kestrel` section of INFO. Redis prefixes each field with `kestrel_`.

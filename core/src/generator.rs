@@ -281,6 +281,15 @@ impl Generator {
         self.reserved
     }
 
+    /// Makes the stored high-water mark cover the last place, as after a fence. Returns the
+    /// new mark to store, or `None` when the stored one already covers it.
+    pub fn reserve_to_last(&mut self) -> Option<Position> {
+        (self.last > self.reserved).then(|| {
+            self.reserved = self.last;
+            self.last
+        })
+    }
+
     /// Issues `count` IDs at clock reading `now_ms`, following the contract's algorithm:
     /// never below the last place, a batch of up to 4096 within one millisecond, a larger one
     /// over consecutive milliseconds. On error nothing changes.
@@ -634,6 +643,21 @@ mod tests {
         let refused = generator.issue(NOW, 1, &window).unwrap_err();
         assert_eq!(refused.retry_after_ms(), Some(1));
         assert!(generator.issue(NOW + 3_001, 1, &window).is_ok());
+    }
+
+    #[test]
+    fn reserving_to_the_last_place_stores_a_fence_once() {
+        let settings = settings(1_000, 100);
+        let stored = Position::end_of(NOW);
+        let mut generator = Generator::resume_fenced(shard(1), stored, NOW, 3_000, &settings);
+
+        let first = generator.reserve_to_last();
+        let second = generator.reserve_to_last();
+
+        assert_eq!(first, Some(Position::end_of(NOW + 3_000)));
+        assert_eq!(second, None);
+        let issue = generator.issue(NOW, 1, &settings).unwrap();
+        assert_eq!(issue.batch.first(), Position::start_of(NOW + 3_001));
     }
 
     #[test]
