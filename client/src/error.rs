@@ -160,7 +160,13 @@ impl Error {
             None if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() => {
                 ErrorKind::Connection
             }
-            None if error.kind() == redis::ErrorKind::UnexpectedReturnType => ErrorKind::Protocol,
+            None if matches!(
+                error.kind(),
+                redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
+            ) =>
+            {
+                ErrorKind::Protocol
+            }
             None => ErrorKind::Connection,
         };
         let wait = (kind == ErrorKind::Lead).then(|| lead_wait(detail));

@@ -502,7 +502,18 @@ impl Kestrel {
                         Some(shard) => shard,
                         None => ShardId::new(1).map_err(|e| Error::config(e.to_string()))?,
                     };
-                    if node.claim_shard_id(generator, shard).await? {
+                    let claimed = match node.claim_shard_id(generator, shard).await {
+                        Err(error)
+                            if error.kind() == ErrorKind::Permission
+                                && node.path == Path::Module =>
+                        {
+                            // A user limited to the module's commands: the module's own
+                            // `shard-id` option applies. One ID shows which it is.
+                            return self.module_shard_id(node).await;
+                        }
+                        other => other?,
+                    };
+                    if claimed {
                         let master = &node.address;
                         tracing::info!(%generator, %shard, %master, "kestrel: shard id set");
                         return Ok(shard);
@@ -516,6 +527,23 @@ impl Kestrel {
                 "{generator}: the shard id key changes under set-up; is another client racing?"
             ),
         ))
+    }
+}
+
+impl Kestrel {
+    async fn module_shard_id(&self, node: &Node) -> Result<ShardId, Error> {
+        let config = &self.shared.config;
+        let batches = node.generate(&config.generator, 1, None).await?;
+        let shard = batches
+            .first()
+            .map(Batch::shard)
+            .ok_or_else(|| Error::protocol("the server returned no ID"))?;
+        match config.shard_id {
+            Some(configured) if configured != shard => {
+                Err(Error::shard_mismatch(&config.generator, shard, configured))
+            }
+            _ => Ok(shard),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) const MODULE_MAX_BATCH: u64 = 65_536;
 pub(crate) const SCRIPT_MAX_BATCH: u64 = MAX_SEQUENCE as u64 + 1;
 
 /// How a node makes IDs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Path {
     /// `KESTREL.ID` / `KESTREL.IDS` from the loaded module.
     Module,
@@ -273,7 +273,8 @@ impl Node {
                     .arg("GENERATOR")
                     .arg(generator)
                     .to_owned();
-                let fields: Vec<(String, Option<i64>)> = self.query(&command).await?;
+                let reply: Value = self.query(&command).await?;
+                let fields = status_fields(reply);
                 let field = |name: &str| {
                     fields
                         .iter()
@@ -322,6 +323,37 @@ pub(crate) struct GeneratorStatus {
     pub(crate) shard_id: Option<ShardId>,
     pub(crate) last_ms: Option<u64>,
     pub(crate) lead_ms: Option<i64>,
+}
+
+/// `KESTREL.STATUS` field/value pairs (a flat array, or a map under RESP3), numbers only.
+fn status_fields(reply: Value) -> Vec<(String, Option<i64>)> {
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Map(pairs) => pairs,
+        Value::Array(items) => {
+            let mut items = items.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                pairs.push((name, value));
+            }
+            pairs
+        }
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name: String = redis::from_redis_value(name).ok()?;
+            let number = match value {
+                Value::Int(number) => Some(number),
+                Value::BulkString(bytes) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse().ok()),
+                Value::SimpleString(text) => text.parse().ok(),
+                _ => None,
+            };
+            Some((name, number))
+        })
+        .collect()
 }
 
 fn is_unknown_command(error: &Error) -> bool {
@@ -455,6 +487,27 @@ mod tests {
         assert_eq!(batch.count(), 4096);
         assert_eq!(batch.last_id().sequence(), 4095);
         assert_eq!(batch.last_id().unix_ms(), first.unix_ms());
+    }
+
+    #[test]
+    fn status_fields_keep_the_numbers() {
+        let text = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            text("generator"),
+            text("kestrel"),
+            text("shard-id"),
+            Value::Int(9),
+            text("lead-ms"),
+            text("12"),
+            text("last-ms"),
+            Value::Nil,
+        ]);
+        let fields = status_fields(reply);
+
+        assert_eq!(fields[0], ("generator".to_owned(), None));
+        assert_eq!(fields[1], ("shard-id".to_owned(), Some(9)));
+        assert_eq!(fields[2], ("lead-ms".to_owned(), Some(12)));
+        assert_eq!(fields[3], ("last-ms".to_owned(), None));
     }
 
     #[test]

@@ -1,0 +1,200 @@
+//! One real server: credentials, ACL, module and script paths, shard set-up.
+
+mod support;
+
+use std::collections::HashSet;
+
+use kestrel_client::{Address, ErrorKind, Event, Kestrel, Path};
+use kestrel_testbed::{free_port, redis, Server};
+use support::{config, runtime};
+
+fn address(server: &Server) -> Address {
+    Address::new("127.0.0.1", server.port())
+}
+
+#[test]
+fn requirepass_server_tells_bad_credentials_from_other_failures() {
+    let server = Server::builder().password("s3cret").module(&[]).start();
+    let runtime = runtime();
+    let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}", server.port());
+
+    let wrong = runtime.block_on(Kestrel::connect(config().url(url("nope")).build().unwrap()));
+    let missing = runtime.block_on(Kestrel::connect(
+        config()
+            .url(format!("redis://127.0.0.1:{}", server.port()))
+            .build()
+            .unwrap(),
+    ));
+    let refused = runtime.block_on(Kestrel::connect(
+        config().port(free_port()).build().unwrap(),
+    ));
+    let unknown = runtime.block_on(Kestrel::connect(
+        config().host("no-such-host.invalid").build().unwrap(),
+    ));
+
+    assert_eq!(wrong.err().map(|error| error.kind()), Some(ErrorKind::Auth));
+    assert_eq!(
+        missing.err().map(|error| error.kind()),
+        Some(ErrorKind::Auth)
+    );
+    assert_eq!(
+        refused.err().map(|error| error.kind()),
+        Some(ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(
+        unknown.err().map(|error| error.kind()),
+        Some(ErrorKind::UnknownHost)
+    );
+
+    let kestrel = runtime
+        .block_on(Kestrel::connect(
+            config().url(url("s3cret")).shard_id(4).build().unwrap(),
+        ))
+        .unwrap();
+    let ids = runtime.block_on(kestrel.get_ids(10_000)).unwrap();
+    let plan = runtime.block_on(kestrel.plan()).unwrap();
+
+    assert_eq!(plan[0].path, Path::Module);
+    assert_eq!(ids.len(), 10_000);
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+    assert!(ids.iter().all(|id| id.shard_id() == 4));
+}
+
+#[test]
+fn acl_user_limited_to_kestrel_commands_gets_ids() {
+    let server = Server::builder().module(&["shard-id", "9"]).start();
+    let mut admin = server.connection();
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "idgen",
+            "on",
+            ">idgen-pass",
+            "~*",
+            "-@all",
+            "+kestrel.id",
+            "+kestrel.ids",
+            "+kestrel.status",
+            "+kestrel.decode",
+        ])
+        .exec(&mut admin)
+        .unwrap();
+    let runtime = runtime();
+
+    let kestrel = runtime
+        .block_on(Kestrel::connect(
+            config()
+                .port(server.port())
+                .username("idgen")
+                .password("idgen-pass")
+                .build()
+                .unwrap(),
+        ))
+        .unwrap();
+    let single = runtime.block_on(kestrel.get_id()).unwrap();
+    let many = runtime.block_on(kestrel.get_ids(5_000)).unwrap();
+    let plan = runtime.block_on(kestrel.plan()).unwrap();
+
+    assert_eq!(plan[0].path, Path::Module);
+    assert_eq!(plan[0].shard_id.get(), 9);
+    assert_eq!(single.shard_id(), 9);
+    assert!(many.iter().all(|id| *id > single));
+    assert_eq!(many.iter().collect::<HashSet<_>>().len(), 5_000);
+}
+
+#[test]
+fn script_path_reloads_the_script_after_a_flush() {
+    let server = Server::start();
+    let runtime = runtime();
+    let kestrel = runtime
+        .block_on(Kestrel::connect(
+            config().port(server.port()).build().unwrap(),
+        ))
+        .unwrap();
+    let mut events = kestrel.events();
+
+    let first = runtime.block_on(kestrel.get_ids(4_097)).unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .exec(&mut server.connection())
+        .unwrap();
+    let second = runtime.block_on(kestrel.get_id()).unwrap();
+    let plan = runtime.block_on(kestrel.plan()).unwrap();
+
+    assert_eq!(plan[0].path, Path::Script);
+    assert_eq!(first.len(), 4_097);
+    assert!(first.windows(2).all(|pair| pair[0] < pair[1]));
+    assert!(second > first[4_096]);
+    let mut loads = 0;
+    while let Ok(event) = events.try_recv() {
+        loads += usize::from(matches!(event, Event::ScriptLoaded { .. }));
+    }
+    assert_eq!(
+        loads, 2,
+        "loaded once at first use and once after the flush"
+    );
+}
+
+#[test]
+fn module_and_script_share_one_generator_without_duplicates() {
+    let server = Server::builder().module(&[]).start();
+    let runtime = runtime();
+    let module = runtime
+        .block_on(Kestrel::connect(
+            config().port(server.port()).build().unwrap(),
+        ))
+        .unwrap();
+    let script = runtime
+        .block_on(Kestrel::connect(
+            config()
+                .port(server.port())
+                .script_only(true)
+                .build()
+                .unwrap(),
+        ))
+        .unwrap();
+
+    let mut seen = HashSet::new();
+    for round in 0..20 {
+        let client = if round % 2 == 0 { &module } else { &script };
+        for id in runtime.block_on(client.get_ids(round % 7 + 1)).unwrap() {
+            assert!(seen.insert(id), "{id} twice");
+        }
+    }
+}
+
+#[test]
+fn a_different_stored_shard_id_is_refused_not_overwritten() {
+    let server = Server::start();
+    let mut admin = server.connection();
+    redis::cmd("SET")
+        .arg("{kestrel}-shard-id")
+        .arg(2)
+        .exec(&mut admin)
+        .unwrap();
+    let runtime = runtime();
+
+    let refused = runtime.block_on(Kestrel::connect(
+        config()
+            .url(format!("redis://{}", address(&server)))
+            .shard_id(5)
+            .build()
+            .unwrap(),
+    ));
+    let accepted = runtime
+        .block_on(Kestrel::connect(
+            config().port(server.port()).build().unwrap(),
+        ))
+        .unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg("{kestrel}-shard-id")
+        .query(&mut admin)
+        .unwrap();
+
+    assert_eq!(
+        refused.err().map(|error| error.kind()),
+        Some(ErrorKind::Shard)
+    );
+    assert_eq!(runtime.block_on(accepted.get_id()).unwrap().shard_id(), 2);
+    assert_eq!(stored, "2");
+}

@@ -1,0 +1,115 @@
+//! What the topology tests share: a background generator that records every ID and every
+//! failed call, and the checks on what it recorded.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kestrel_client::{Config, ConfigBuilder, Event, Id, Kestrel};
+
+/// The longest any background generation runs, whatever the test does.
+pub const MAX_RUN: Duration = Duration::from_secs(120);
+
+/// What a background generator saw.
+pub struct Run {
+    pub ids: Vec<Id>,
+    pub calls: u64,
+    pub failures: Vec<String>,
+    pub events: Vec<Event>,
+}
+
+impl Run {
+    /// Every call answered, and no ID twice.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} calls failed, first: {}",
+            self.failures.len(),
+            self.calls,
+            self.failures[0]
+        );
+        let unique: HashSet<Id> = self.ids.iter().copied().collect();
+        assert_eq!(unique.len(), self.ids.len(), "duplicate IDs across the run");
+        assert!(self.calls > 0, "no call was made");
+    }
+
+    /// The shard ids seen in the IDs.
+    pub fn shard_ids(&self) -> HashSet<u16> {
+        self.ids.iter().map(|id| id.shard_id()).collect()
+    }
+}
+
+/// Generates IDs without pause (alternating single IDs and batches of 50) on its own thread
+/// and runtime until stopped.
+pub struct Generator {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Run>,
+}
+
+impl Generator {
+    pub fn start(kestrel: Kestrel) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(generate(kestrel, flag))
+        });
+        Self { stop, thread }
+    }
+
+    /// Lets it run a little longer, then stops it and returns what it saw.
+    pub fn finish(self, after: Duration) -> Run {
+        std::thread::sleep(after);
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+async fn generate(kestrel: Kestrel, stop: Arc<AtomicBool>) -> Run {
+    let mut events = kestrel.events();
+    let started = Instant::now();
+    let mut run = Run {
+        ids: Vec::new(),
+        calls: 0,
+        failures: Vec::new(),
+        events: Vec::new(),
+    };
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_RUN {
+        let result = if run.calls % 2 == 0 {
+            kestrel.get_id().await.map(|id| vec![id])
+        } else {
+            kestrel.get_ids(50).await
+        };
+        run.calls += 1;
+        match result {
+            Ok(ids) => run.ids.extend(ids),
+            Err(error) => run.failures.push(error.to_string()),
+        }
+        while let Ok(event) = events.try_recv() {
+            run.events.push(event);
+        }
+    }
+    run
+}
+
+/// A builder that ignores the environment, with test-sized timeouts.
+pub fn config() -> ConfigBuilder {
+    Config::builder()
+        .without_env()
+        .failover_timeout(Duration::from_secs(45))
+}
+
+/// A current-thread runtime for a test's own calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
