@@ -23,8 +23,9 @@ pub static LEAD_CAP_MS: AtomicI64 = AtomicI64::new(1_000);
 pub static RESERVE_MS: AtomicI64 = AtomicI64::new(1_000);
 /// The largest batch `KESTREL.IDS` serves.
 pub static MAX_BATCH: AtomicI64 = AtomicI64::new(65_536);
-/// How far past the stored mark a generator starts after loading data or a promotion.
-pub static FENCE_MS: AtomicI64 = AtomicI64::new(3_000);
+/// After loading data or a promotion, how far past the clock plus the lead cap a generator
+/// starts: the most the new clock may be behind the old process's.
+pub static FENCE_MS: AtomicI64 = AtomicI64::new(0);
 /// Shifts the module's clock; compiled only into test builds.
 #[cfg(feature = "test-clock")]
 pub static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
@@ -64,7 +65,7 @@ pub static OPTIONS: &[NumericOption] = &[
     NumericOption {
         name: "fence-ms",
         value: &FENCE_MS,
-        default: 3_000,
+        default: 0,
         min: 0,
         max: HOUR_MS,
     },

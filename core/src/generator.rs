@@ -216,7 +216,6 @@ pub struct Generator {
     last: Position,
     reserved: Position,
     last_clock_ms: u64,
-    fence_ms: u64,
 }
 
 impl Generator {
@@ -227,15 +226,18 @@ impl Generator {
             last: stored,
             reserved: stored,
             last_clock_ms: 0,
-            fence_ms: 0,
         }
     }
 
     /// Resumes where the stored place may be behind what was issued: after loading data that
-    /// can have lost its last writes, or on a replica promoted to master. The generator starts
-    /// past both `stored + fence_ms` and `now + lead_cap_ms` (the furthest the old process
-    /// could have issued if the clock is sane). Until the clock passes that fence, the lead cap
-    /// counts from the fence instead of the clock, so the jump itself is never refused.
+    /// can have lost its last writes, or on a replica promoted to master.
+    ///
+    /// Nothing a generator issues, and no mark it stores, is ever more than the lead cap ahead
+    /// of the clock it read. So the old process issued nothing past its own clock plus the
+    /// lead cap, and starting at `now + lead_cap_ms + fence_ms` is above all of it, whatever
+    /// writes were lost, as long as this clock is at most `fence_ms` behind the old one. The
+    /// first ID comes from that millisecond; with `fence_ms` above 0 calls are refused (lead
+    /// cap) until the clock has moved `fence_ms` on.
     pub fn resume_fenced(
         shard: ShardId,
         stored: Position,
@@ -243,13 +245,11 @@ impl Generator {
         fence_ms: u64,
         settings: &Settings,
     ) -> Self {
-        let fence = stored
-            .unix_ms()
-            .saturating_add(fence_ms)
-            .max(now_ms.saturating_add(settings.lead_cap_ms));
+        let fence = now_ms
+            .saturating_add(settings.lead_cap_ms)
+            .saturating_add(fence_ms);
         Self {
-            last: stored.max(Position::end_of(fence)),
-            fence_ms: fence,
+            last: stored.max(Position::end_of(fence.saturating_sub(1))),
             ..Self::resume(shard, stored)
         }
     }
@@ -317,17 +317,24 @@ impl Generator {
 
         let last = batch.last();
         let lead_ms = last.unix_ms().saturating_sub(now_ms);
-        let capped_lead_ms = last.unix_ms().saturating_sub(now_ms.max(self.fence_ms));
-        if capped_lead_ms > settings.lead_cap_ms {
+        if lead_ms > settings.lead_cap_ms {
             return Err(GenerateError::LeadCapReached {
-                lead_ms: capped_lead_ms,
+                lead_ms,
                 cap_ms: settings.lead_cap_ms,
             });
         }
 
+        // The mark reaches `reserve_ms` past the batch, but never past the clock plus the
+        // lead cap, which is what lets a fence ignore lost marks (see `resume_fenced`).
         let reserve = (last > self.reserved).then(|| match settings.reserve_ms {
             0 => last,
-            window => Position::end_of(last.unix_ms().saturating_add(window)).min(Position::END),
+            window => {
+                let reach = last
+                    .unix_ms()
+                    .saturating_add(window)
+                    .min(now_ms.saturating_add(settings.lead_cap_ms));
+                Position::end_of(reach).max(last).min(Position::END)
+            }
         });
         let issue = Issue {
             batch,
@@ -605,59 +612,67 @@ mod tests {
     }
 
     #[test]
-    fn a_fence_moves_past_lost_writes_and_the_clock() {
+    fn a_fence_starts_past_the_clock_plus_the_lead_cap() {
         let window = settings(1_000, 100);
-        // (stored ms, clock, fence) -> first ms issued
+        // (stored ms, clock, fence) -> first ms issued, at the clock `fence + 600` ms later
         let cases = [
-            (NOW, NOW, 3_000, NOW + 3_001),
-            (NOW - 60_000, NOW, 3_000, NOW + 1_001),
-            (NOW + 10_000, NOW, 0, NOW + 10_001),
-            (0, NOW, 3_000, NOW + 1_001),
+            (NOW, NOW, 0, NOW + 1_000),
+            (NOW - 60_000, NOW, 0, NOW + 1_000),
+            (NOW - 60_000, NOW, 250, NOW + 1_250),
+            (NOW + 1_500, NOW, 0, NOW + 1_501),
+            (0, NOW, 0, NOW + 1_000),
         ];
         for (stored_ms, now, fence, expected) in cases {
             let stored = Position::end_of(stored_ms);
             let mut generator = Generator::resume_fenced(shard(1), stored, now, fence, &window);
 
-            let issue = generator.issue(now, 1, &window).unwrap();
+            let issue = generator.issue(now + fence + 600, 1, &window).unwrap();
 
-            assert_eq!(
-                issue.batch.first(),
-                Position::start_of(expected),
-                "{stored_ms} {fence}"
-            );
+            let case = format!("{stored_ms} {fence}");
+            assert_eq!(issue.batch.first(), Position::start_of(expected), "{case}");
             assert!(issue.reserve.is_some());
         }
     }
 
     #[test]
-    fn the_lead_cap_counts_from_the_fence_until_the_clock_passes_it() {
+    fn a_fence_is_refused_until_the_clock_moves_past_it() {
         let window = settings(1_000, 0);
         let mut generator =
-            Generator::resume_fenced(shard(1), Position::end_of(NOW), NOW, 3_000, &window);
+            Generator::resume_fenced(shard(1), Position::end_of(NOW), NOW, 300, &window);
 
-        let burst = (0..2_000)
-            .map_while(|_| generator.issue(NOW, 4096, &window).ok())
-            .count();
-
-        assert_eq!(burst, 1_000);
         let refused = generator.issue(NOW, 1, &window).unwrap_err();
-        assert_eq!(refused.retry_after_ms(), Some(1));
-        assert!(generator.issue(NOW + 3_001, 1, &window).is_ok());
+
+        assert_eq!(refused.retry_after_ms(), Some(300));
+        assert!(generator.issue(NOW + 299, 1, &window).is_err());
+        assert!(generator.issue(NOW + 300, 1, &window).is_ok());
+    }
+
+    #[test]
+    fn marks_never_reach_past_the_clock_plus_the_lead_cap() {
+        let window = settings(1_000, 5_000);
+        let mut generator = Generator::resume(shard(1), Position::ORIGIN);
+
+        let first = generator.issue(NOW, 1, &window).unwrap();
+        let ahead = generator.issue(NOW, 4096 * 500, &window).unwrap();
+
+        assert_eq!(first.reserve, Some(Position::end_of(NOW + 1_000)));
+        assert_eq!(ahead.reserve, None);
+        assert_eq!(generator.reserved(), Position::end_of(NOW + 1_000));
     }
 
     #[test]
     fn reserving_to_the_last_place_stores_a_fence_once() {
         let settings = settings(1_000, 100);
         let stored = Position::end_of(NOW);
-        let mut generator = Generator::resume_fenced(shard(1), stored, NOW, 3_000, &settings);
+        let mut generator = Generator::resume_fenced(shard(1), stored, NOW, 0, &settings);
 
         let first = generator.reserve_to_last();
         let second = generator.reserve_to_last();
 
-        assert_eq!(first, Some(Position::end_of(NOW + 3_000)));
+        assert_eq!(first, Some(Position::end_of(NOW + 999)));
         assert_eq!(second, None);
         let issue = generator.issue(NOW, 1, &settings).unwrap();
-        assert_eq!(issue.batch.first(), Position::start_of(NOW + 3_001));
+        assert_eq!(issue.batch.first(), Position::start_of(NOW + 1_000));
     }
 
     #[test]
