@@ -65,15 +65,24 @@ pub fn issue(
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
         let generators = table.databases.entry(database).or_default();
-        let entry = generators.get(name);
-        let needs_keys = entry.is_none_or(|entry| entry.trust != Trust::Current);
 
-        let (mut generator, shard_to_write) = if needs_keys {
-            load(ctx, name, entry, now_ms, settings)?
-        } else {
-            let entry = entry.ok_or(KestrelError::Internal)?;
-            (entry.generator.clone(), None)
-        };
+        // The common case: the generator is in memory and its keys are as it left them.
+        let current = generators
+            .get_mut(name)
+            .filter(|entry| entry.trust == Trust::Current);
+        if let Some(entry) = current {
+            let issue = entry
+                .generator
+                .issue(now_ms, count, settings)
+                .map_err(|cause| refusal(name, cause))?;
+            if let Some(mark) = issue.reserve {
+                store_mark(ctx, name, mark);
+            }
+            return Ok(issue);
+        }
+
+        let (mut generator, shard_to_write) =
+            load(ctx, name, generators.get(name), now_ms, settings)?;
         let issue = generator
             .issue(now_ms, count, settings)
             .map_err(|cause| refusal(name, cause))?;
@@ -82,8 +91,7 @@ pub fn issue(
             store::write_shard(ctx, name, shard);
         }
         if let Some(mark) = issue.reserve {
-            store::write_mark(ctx, name, mark);
-            stats::MARK_WRITES.add(1);
+            store_mark(ctx, name, mark);
         }
         generators.insert(
             name.to_vec(),
@@ -161,8 +169,7 @@ fn fence_one(
             store::write_shard(ctx, name, shard);
         }
         if let Some(mark) = generator.reserve_to_last() {
-            store::write_mark(ctx, name, mark);
-            stats::MARK_WRITES.add(1);
+            store_mark(ctx, name, mark);
         }
         generators.insert(
             name.to_vec(),
@@ -286,6 +293,11 @@ fn load(
         }
     };
     Ok((generator, shard_to_write))
+}
+
+fn store_mark(ctx: &Context, name: &[u8], mark: Position) {
+    store::write_mark(ctx, name, mark);
+    stats::MARK_WRITES.add(1);
 }
 
 fn refusal(name: &[u8], cause: GenerateError) -> KestrelError {
