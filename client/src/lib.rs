@@ -135,6 +135,7 @@ impl Kestrel {
         let kestrel = Self { shared };
         let plan = kestrel.discover(None).await?;
         kestrel.install(plan);
+        kestrel.watch_sentinels();
         Ok(kestrel)
     }
 
@@ -247,7 +248,7 @@ impl Kestrel {
                 Retry::After(pause) => pause,
                 Retry::Rediscover => {
                     if let Some(plan) = plan {
-                        self.drop_plan(plan.epoch, &error);
+                        self.drop_plan(Some(plan.epoch), &error);
                     }
                     backoff(attempt)
                 }
@@ -373,8 +374,42 @@ impl Kestrel {
         plan
     }
 
-    /// Drops the plan a failed call used, unless another call already replaced it.
-    fn drop_plan(&self, epoch: u64, error: &Error) {
+    /// In Sentinel mode, a background task that drops the plan as soon as the sentinels
+    /// announce a new master. It ends when the last clone of this client is dropped.
+    fn watch_sentinels(&self) {
+        let Topology::Sentinel {
+            sentinels,
+            master,
+            credentials,
+        } = &self.shared.config.topology
+        else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.shared);
+        let alive = {
+            let weak = weak.clone();
+            move || weak.strong_count() > 0
+        };
+        let switched = move |payload: String| {
+            if let Some(shared) = weak.upgrade() {
+                let kestrel = Kestrel { shared };
+                let reason = format!("sentinels switched master: {payload}");
+                kestrel.drop_plan(None, &Error::new(ErrorKind::Topology, reason));
+            }
+        };
+        tokio::spawn(sentinel::watch_switches(
+            sentinels.clone(),
+            master.clone(),
+            credentials.clone(),
+            self.shared.config.clone(),
+            alive,
+            switched,
+        ));
+    }
+
+    /// Drops the plan a failed call used (`Some(epoch)`), unless another call already
+    /// replaced it, or whatever plan is in force (`None`).
+    fn drop_plan(&self, epoch: Option<u64>, error: &Error) {
         let mut slot = self
             .shared
             .plan
@@ -382,7 +417,8 @@ impl Kestrel {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(plan) = slot.as_ref() {
             let due = plan.redo_after.is_some_and(|redo| redo <= Instant::now());
-            if plan.epoch == epoch && !due {
+            if epoch.is_none_or(|epoch| epoch == plan.epoch) && !due {
+                let epoch = plan.epoch;
                 // Keep it for its addresses, but due to be redone now.
                 *slot = Some(Arc::new(Plan {
                     epoch,

@@ -363,14 +363,13 @@ fn is_unknown_command(error: &Error) -> bool {
         .contains("unknown command")
 }
 
-/// Opens a multiplexed connection, telling an unknown host, a refused connection and bad
-/// credentials apart.
-pub(crate) async fn open(
+/// A `redis` client for one server with these credentials.
+pub(crate) fn client(
     address: &Address,
     config: &Config,
     credentials: &Credentials,
     database: i64,
-) -> Result<MultiplexedConnection, Error> {
+) -> Result<Client, Error> {
     let addr = if config.tls {
         ConnectionAddr::TcpTls {
             host: address.host.clone(),
@@ -394,7 +393,18 @@ pub(crate) async fn open(
     let info = redis::IntoConnectionInfo::into_connection_info(addr)
         .map_err(|error| Error::from_redis(&shown, &error))?
         .set_redis_settings(settings);
-    let client = Client::open(info).map_err(|error| Error::from_redis(&shown, &error))?;
+    Client::open(info).map_err(|error| Error::from_redis(&shown, &error))
+}
+
+/// Opens a multiplexed connection, telling an unknown host, a refused connection and bad
+/// credentials apart.
+pub(crate) async fn open(
+    address: &Address,
+    config: &Config,
+    credentials: &Credentials,
+    database: i64,
+) -> Result<MultiplexedConnection, Error> {
+    let client = client(address, config, credentials, database)?;
     let options = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.response_timeout));
@@ -404,7 +414,7 @@ pub(crate) async fn open(
     {
         Ok(connection) => Ok(connection),
         Err(error) => {
-            let error = Error::from_redis(&shown, &error);
+            let error = Error::from_redis(&address.to_string(), &error);
             if error.kind() == ErrorKind::Connection && !resolves(address).await {
                 return Err(Error::new(
                     ErrorKind::UnknownHost,

@@ -1,5 +1,8 @@
 //! Finding the master through Sentinel.
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use redis::Value;
 
 use crate::config::{Address, Config, Credentials};
@@ -68,5 +71,63 @@ async fn check_master(address: &Address, config: &Config, events: &Events) -> Re
         // A user without ROLE: trust the sentinels; a write will answer READONLY if wrong.
         Err(error) if error.kind() == ErrorKind::Permission => Ok(node),
         Err(error) => Err(error),
+    }
+}
+
+/// Listens on the sentinels' `+switch-master` channel and calls `switched` when `master`
+/// moves, so that calls leave the old master at once instead of writing to it until it is
+/// demoted. Returns when `alive` says the client is gone.
+pub(crate) async fn watch_switches(
+    sentinels: Vec<Address>,
+    master: String,
+    credentials: Credentials,
+    config: Config,
+    alive: impl Fn() -> bool,
+    switched: impl Fn(String),
+) {
+    let prefix = format!("{master} ");
+    let mut attempt: u32 = 0;
+    while alive() {
+        for sentinel in &sentinels {
+            let client = match node::client(sentinel, &config, &credentials, 0) {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::debug!(%sentinel, %error, "kestrel: sentinel watch");
+                    continue;
+                }
+            };
+            let mut pubsub = match client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub,
+                Err(error) => {
+                    tracing::debug!(%sentinel, %error, "kestrel: sentinel watch");
+                    continue;
+                }
+            };
+            if pubsub.subscribe("+switch-master").await.is_err() {
+                continue;
+            }
+            tracing::debug!(%sentinel, "kestrel: watching for master switches");
+            attempt = 0;
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+                if !alive() {
+                    return;
+                }
+                match message {
+                    Ok(Some(message)) => {
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        if payload.starts_with(&prefix) {
+                            switched(payload);
+                        }
+                    }
+                    // The sentinel went away: try the next one.
+                    Ok(None) => break,
+                    Err(_quiet_second) => {}
+                }
+            }
+        }
+        attempt = attempt.saturating_add(1);
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10)))).await;
     }
 }

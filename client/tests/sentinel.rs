@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use kestrel_client::{Address, Event, Kestrel};
+use kestrel_client::{Address, Config, Event};
 use kestrel_testbed::SentinelTopology;
-use support::{config, runtime, Generator};
+use support::{config, Generator};
 
 fn start(with_module: bool) -> SentinelTopology {
     SentinelTopology::builder()
@@ -23,23 +23,21 @@ fn start(with_module: bool) -> SentinelTopology {
         .start()
 }
 
-fn connect(topology: &SentinelTopology) -> Kestrel {
+fn client_config(topology: &SentinelTopology) -> Config {
     let sentinels = topology
         .sentinels()
         .iter()
         .map(|sentinel| Address::new("127.0.0.1", sentinel.port()))
         .collect();
-    let config = config()
+    config()
         .sentinel(sentinels, topology.master_name())
         .build()
-        .unwrap();
-    runtime().block_on(Kestrel::connect(config)).unwrap()
+        .unwrap()
 }
 
 fn failover_then_sigkill(with_module: bool) {
     let topology = start(with_module);
-    let kestrel = connect(&topology);
-    let generator = Generator::start(kestrel);
+    let generator = Generator::connect(client_config(&topology));
     std::thread::sleep(Duration::from_millis(500));
 
     // A planned failover, then the new master killed outright.

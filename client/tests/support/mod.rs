@@ -52,6 +52,23 @@ pub struct Generator {
 
 impl Generator {
     pub fn start(kestrel: Kestrel) -> Self {
+        Self::spawn(move || async move { kestrel })
+    }
+
+    /// Connects on the generator's own runtime, so that the client's background tasks (the
+    /// Sentinel watch) live as long as it runs.
+    pub fn connect(config: Config) -> Self {
+        Self::spawn(move || async move { Kestrel::connect(config).await.unwrap() })
+    }
+
+    fn spawn<F>(connect: impl FnOnce() -> F + Send + 'static) -> Self
+    where
+        F: std::future::Future<Output = Kestrel>,
+    {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_test_writer()
+            .try_init();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -59,7 +76,7 @@ impl Generator {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(generate(kestrel, flag))
+            runtime.block_on(async move { generate(connect().await, flag).await })
         });
         Self { stop, thread }
     }
