@@ -1,0 +1,239 @@
+//! redis-server with the module under valgrind: no invalid memory access, and no memory lost
+//! per call (the leak summary after N calls equals the one after 10 N calls).
+//!
+//! Debian's redis-server allocates through jemalloc (a shared libjemalloc.so.2), which valgrind
+//! does not see into: on its own it would report nothing for the module, whose allocations all
+//! go through Redis. `--soname-synonyms=somalloc=libjemalloc.so*` makes valgrind replace
+//! jemalloc's malloc/free like libc's, so every allocation, the module's included, is tracked.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kestrel_testbed::{redis, server_binary, Server};
+
+use crate::Outcome;
+
+/// Writes an executable `redis-server` wrapper into `dir` that runs the real server under
+/// valgrind, one log per process in `log_dir` (`valgrind.<pid>.log`).
+pub fn write_wrapper(dir: &Path, log_dir: &Path) -> std::io::Result<PathBuf> {
+    let wrapper = dir.join("redis-server");
+    let script = format!(
+        "#!/bin/sh\nexec valgrind --leak-check=full --show-leak-kinds=definite,indirect \
+         --errors-for-leak-kinds=definite --soname-synonyms=somalloc=libjemalloc.so* \
+         --log-file={}/valgrind.%p.log {} \"$@\"\n",
+        log_dir.display(),
+        server_binary().display()
+    );
+    fs::write(&wrapper, script)?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+    Ok(wrapper)
+}
+
+/// The numbers of one valgrind log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub errors: u64,
+    pub definitely_lost: u64,
+    pub indirectly_lost: u64,
+    pub possibly_lost: u64,
+    /// Whether the log has a leak summary (the process exited, not killed with SIGKILL).
+    pub has_leak_summary: bool,
+    /// Error or leak records that mention the module (`kestrel`).
+    pub module_records: u64,
+}
+
+/// Reads a valgrind log.
+pub fn summarise(log: &str) -> Summary {
+    let bytes_after = |marker: &str| -> u64 {
+        log.lines()
+            .find_map(|line| line.split_once(marker).map(|(_, rest)| rest))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|number| number.replace(',', ""))
+            .and_then(|number| number.parse().ok())
+            .unwrap_or(0)
+    };
+    let module_records = log
+        .split("\n==")
+        .filter(|record| record.contains("kestrel") && record.contains(" at 0x"))
+        .count() as u64;
+    Summary {
+        errors: bytes_after("ERROR SUMMARY: "),
+        definitely_lost: bytes_after("definitely lost: "),
+        indirectly_lost: bytes_after("indirectly lost: "),
+        possibly_lost: bytes_after("possibly lost: "),
+        has_leak_summary: log.contains("LEAK SUMMARY")
+            || log.contains("All heap blocks were freed"),
+        module_records,
+    }
+}
+
+/// Runs the same mix of calls `calls` and `10 * calls` times on two servers under valgrind and
+/// compares what each lost.
+pub fn leak_per_call(calls: usize) -> Outcome {
+    let mut outcome = Outcome::new("valgrind, leak per call");
+    let mut summaries = Vec::new();
+    for rounds in [calls, calls * 10] {
+        match run_under_valgrind(rounds) {
+            Ok((summary, ids)) => {
+                outcome.ids_checked += ids;
+                outcome.note(format!("{rounds} rounds: {summary:?}"));
+                summaries.push(summary);
+            }
+            Err(problem) => {
+                outcome.failures.push(problem);
+                return outcome;
+            }
+        }
+    }
+    let (few, many) = (&summaries[0], &summaries[1]);
+    outcome.expect(few.has_leak_summary && many.has_leak_summary, || {
+        "valgrind wrote no leak summary".into()
+    });
+    outcome.expect(few.errors == 0 && many.errors == 0, || {
+        format!(
+            "valgrind reported errors: {} and {}",
+            few.errors, many.errors
+        )
+    });
+    let lost = |summary: &Summary| summary.definitely_lost + summary.indirectly_lost;
+    outcome.expect(lost(many) <= lost(few), || {
+        format!(
+            "memory lost grows with calls: {} bytes after {calls} rounds, {} after {}",
+            lost(few),
+            lost(many),
+            calls * 10
+        )
+    });
+    outcome.expect(many.module_records == 0, || {
+        format!(
+            "{} valgrind records point into the module",
+            many.module_records
+        )
+    });
+    outcome
+}
+
+fn run_under_valgrind(rounds: usize) -> Result<(Summary, u64), String> {
+    let dir = tempdir()?;
+    let wrapper = write_wrapper(&dir, &dir).map_err(|error| error.to_string())?;
+    let server = Server::builder()
+        .binary(&wrapper)
+        .module(&["shard-id", "1"])
+        .start_timeout(Duration::from_secs(180))
+        .start();
+    let mut connection = server.connection();
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(60)));
+    let sha = crate::load::load_script(&mut connection).map_err(|error| error.to_string())?;
+    let mut ids = 0;
+    for round in 0..rounds {
+        ids += mix(&mut connection, &sha, round).map_err(|error| error.to_string())?;
+    }
+    server.stop();
+    let mut summary = Summary::default();
+    for entry in fs::read_dir(&dir)
+        .map_err(|error| error.to_string())?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("valgrind.") {
+            let log = fs::read_to_string(entry.path()).map_err(|error| error.to_string())?;
+            summary = summarise(&log);
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok((summary, ids))
+}
+
+/// One round of every kind of call, successes and failures; returns the IDs issued.
+fn mix(connection: &mut redis::Connection, sha: &str, round: usize) -> redis::RedisResult<u64> {
+    let generator = format!("leak-{}", round % 4);
+    let id: i64 = redis::cmd("KESTREL.ID")
+        .arg("GENERATOR")
+        .arg(&generator)
+        .query(connection)?;
+    let _: Vec<String> = redis::cmd("KESTREL.IDS")
+        .arg(20)
+        .arg("GENERATOR")
+        .arg(&generator)
+        .arg("FORMAT")
+        .arg("STRING")
+        .query(connection)?;
+    let ranges = crate::load::module_ranges(connection, &generator, 5000)?;
+    let _: redis::Value = redis::cmd("KESTREL.DECODE")
+        .arg(id)
+        .arg(id + 1)
+        .query(connection)?;
+    let _: redis::Value = redis::cmd("KESTREL.STATUS")
+        .arg("GENERATOR")
+        .arg(&generator)
+        .query(connection)?;
+    let script = crate::load::script_ranges(connection, sha, &generator, 10)?;
+    for refused in [
+        redis::cmd("KESTREL.IDS").arg(0).clone(),
+        redis::cmd("KESTREL.ID")
+            .arg("GENERATOR")
+            .arg("{bad")
+            .clone(),
+        redis::cmd("KESTREL.ID").arg("FORMAT").arg("RANGES").clone(),
+        redis::cmd("KESTREL.DECODE").arg("-5").clone(),
+    ] {
+        let _: redis::RedisResult<redis::Value> = refused.query(connection);
+    }
+    // Someone else writes the keys: the module reads them again on the next call.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{{generator}}}-shard-id"))
+        .arg(1)
+        .query(connection)?;
+    let issued: u64 = ranges.iter().chain(&script).map(|range| range.count).sum();
+    Ok(issued + 21)
+}
+
+/// Reads every valgrind log in `dir` (from running a test suite with the wrapper as the server
+/// binary): errors and anything pointing into the module fail.
+pub fn report(dir: &Path) -> Outcome {
+    let mut outcome = Outcome::new("valgrind, integration suite");
+    let Ok(entries) = fs::read_dir(dir) else {
+        outcome
+            .failures
+            .push(format!("no valgrind logs in {}", dir.display()));
+        return outcome;
+    };
+    let (mut logs, mut errors, mut module_records, mut summaries) = (0, 0, 0, 0);
+    for entry in entries.flatten() {
+        let Ok(log) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let summary = summarise(&log);
+        logs += 1;
+        errors += summary.errors;
+        module_records += summary.module_records;
+        summaries += u64::from(summary.has_leak_summary);
+        if summary.errors > 0 || summary.module_records > 0 {
+            outcome.failures.push(format!(
+                "{}: {} errors, {} records in the module",
+                entry.path().display(),
+                summary.errors,
+                summary.module_records
+            ));
+        }
+    }
+    outcome.note(format!(
+        "{logs} server processes under valgrind, {errors} errors, {module_records} records in \
+         the module; {summaries} exited with a leak summary (the rest were killed with SIGKILL \
+         by the testbed, which leaves none)"
+    ));
+    outcome.expect(logs > 0, || "no server ran under valgrind".into());
+    outcome
+}
+
+fn tempdir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "kestrel-valgrind-{}-{}",
+        std::process::id(),
+        crate::unix_now_ms()
+    ));
+    fs::create_dir_all(&dir).map_err(|error| error.to_string())?;
+    Ok(dir)
+}
