@@ -120,11 +120,13 @@ impl Node {
                 return Ok(Path::Script);
             }
             Err(error) if error.kind() == ErrorKind::Permission => {}
-            // KESTREL_NOSHARD and friends still prove the module is there.
+            // KESTREL_NOSHARD and friends still prove the module is there, and so does a
+            // cluster redirect: Redis looks the command up before it routes the key.
             Err(error)
-                if error
-                    .code()
-                    .is_some_and(|code| code.starts_with("KESTREL_")) =>
+                if error.kind() == ErrorKind::Topology
+                    || error
+                        .code()
+                        .is_some_and(|code| code.starts_with("KESTREL_")) =>
             {
                 return Ok(Path::Module);
             }
