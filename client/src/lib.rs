@@ -230,6 +230,7 @@ impl Kestrel {
     async fn take(&self, wanted: u64) -> Result<Vec<Batch>, Error> {
         let started = Instant::now();
         let mut attempt: u32 = 0;
+        let mut wanted = wanted;
         loop {
             let result = match self.current_plan().await {
                 Ok(plan) => self
@@ -245,6 +246,12 @@ impl Kestrel {
             let waited = started.elapsed();
             let pause = match error.retry() {
                 Retry::Never => return Err(error),
+                // A batch spanning several milliseconds runs ahead of the clock; one that fits
+                // a millisecond is the most that waiting can always make room for.
+                Retry::After(_) if error.kind() == ErrorKind::Lead && wanted > SCRIPT_MAX_BATCH => {
+                    wanted = SCRIPT_MAX_BATCH;
+                    Duration::ZERO
+                }
                 Retry::After(pause) => pause,
                 Retry::Rediscover => {
                     if let Some(plan) = plan {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kestrel_client::{Address, Kestrel, Path, PlanEntry};
 use kestrel_testbed::{redis, Cluster};
-use support::{config, runtime, Generator};
+use support::{block_on, config, Generator};
 
 fn start(module_on: fn(usize) -> bool) -> Cluster {
     Cluster::builder()
@@ -30,13 +30,11 @@ fn connect(cluster: &Cluster) -> Kestrel {
         .iter()
         .map(|node| Address::new("127.0.0.1", node.port()))
         .collect();
-    runtime()
-        .block_on(Kestrel::connect(config().cluster(seeds).build().unwrap()))
-        .unwrap()
+    block_on(Kestrel::connect(config().cluster(seeds).build().unwrap())).unwrap()
 }
 
 fn plan(kestrel: &Kestrel) -> Vec<PlanEntry> {
-    runtime().block_on(kestrel.plan()).unwrap()
+    block_on(kestrel.plan()).unwrap()
 }
 
 fn master_ports(cluster: &Cluster) -> HashSet<u16> {
@@ -69,10 +67,9 @@ fn setup_gives_every_master_its_own_generator_and_shard_id() {
     }
 
     // Every master serves: IDs under all three shard ids. A second client plans the same.
-    let runtime = runtime();
     let mut seen = HashSet::new();
     for _ in 0..30 {
-        for id in runtime.block_on(kestrel.get_ids(100)).unwrap() {
+        for id in block_on(kestrel.get_ids(100)).unwrap() {
             assert!(seen.insert(id));
         }
     }

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use kestrel_client::{Address, Config, Event};
+use kestrel_client::{Address, Config, Event, Kestrel};
 use kestrel_testbed::SentinelTopology;
-use support::{config, Generator};
+use support::{block_on, config, Generator};
 
 fn start(with_module: bool) -> SentinelTopology {
     SentinelTopology::builder()
@@ -37,7 +37,8 @@ fn client_config(topology: &SentinelTopology) -> Config {
 
 fn failover_then_sigkill(with_module: bool) {
     let topology = start(with_module);
-    let generator = Generator::connect(client_config(&topology));
+    let kestrel = block_on(Kestrel::connect(client_config(&topology))).unwrap();
+    let generator = Generator::start(kestrel);
     std::thread::sleep(Duration::from_millis(500));
 
     // A planned failover, then the new master killed outright.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use kestrel_client::{Address, ErrorKind, Event, Kestrel, Path};
 use kestrel_testbed::{free_port, redis, Server};
-use support::{config, runtime};
+use support::{block_on, config};
 
 fn address(server: &Server) -> Address {
     Address::new("127.0.0.1", server.port())
@@ -15,20 +15,19 @@ fn address(server: &Server) -> Address {
 #[test]
 fn requirepass_server_tells_bad_credentials_from_other_failures() {
     let server = Server::builder().password("s3cret").module(&[]).start();
-    let runtime = runtime();
     let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}", server.port());
 
-    let wrong = runtime.block_on(Kestrel::connect(config().url(url("nope")).build().unwrap()));
-    let missing = runtime.block_on(Kestrel::connect(
+    let wrong = block_on(Kestrel::connect(config().url(url("nope")).build().unwrap()));
+    let missing = block_on(Kestrel::connect(
         config()
             .url(format!("redis://127.0.0.1:{}", server.port()))
             .build()
             .unwrap(),
     ));
-    let refused = runtime.block_on(Kestrel::connect(
+    let refused = block_on(Kestrel::connect(
         config().port(free_port()).build().unwrap(),
     ));
-    let unknown = runtime.block_on(Kestrel::connect(
+    let unknown = block_on(Kestrel::connect(
         config().host("no-such-host.invalid").build().unwrap(),
     ));
 
@@ -46,13 +45,12 @@ fn requirepass_server_tells_bad_credentials_from_other_failures() {
         Some(ErrorKind::UnknownHost)
     );
 
-    let kestrel = runtime
-        .block_on(Kestrel::connect(
-            config().url(url("s3cret")).shard_id(4).build().unwrap(),
-        ))
-        .unwrap();
-    let ids = runtime.block_on(kestrel.get_ids(10_000)).unwrap();
-    let plan = runtime.block_on(kestrel.plan()).unwrap();
+    let kestrel = block_on(Kestrel::connect(
+        config().url(url("s3cret")).shard_id(4).build().unwrap(),
+    ))
+    .unwrap();
+    let ids = block_on(kestrel.get_ids(10_000)).unwrap();
+    let plan = block_on(kestrel.plan()).unwrap();
 
     assert_eq!(plan[0].path, Path::Module);
     assert_eq!(ids.len(), 10_000);
@@ -79,21 +77,19 @@ fn acl_user_limited_to_kestrel_commands_gets_ids() {
         ])
         .exec(&mut admin)
         .unwrap();
-    let runtime = runtime();
 
-    let kestrel = runtime
-        .block_on(Kestrel::connect(
-            config()
-                .port(server.port())
-                .username("idgen")
-                .password("idgen-pass")
-                .build()
-                .unwrap(),
-        ))
-        .unwrap();
-    let single = runtime.block_on(kestrel.get_id()).unwrap();
-    let many = runtime.block_on(kestrel.get_ids(5_000)).unwrap();
-    let plan = runtime.block_on(kestrel.plan()).unwrap();
+    let kestrel = block_on(Kestrel::connect(
+        config()
+            .port(server.port())
+            .username("idgen")
+            .password("idgen-pass")
+            .build()
+            .unwrap(),
+    ))
+    .unwrap();
+    let single = block_on(kestrel.get_id()).unwrap();
+    let many = block_on(kestrel.get_ids(5_000)).unwrap();
+    let plan = block_on(kestrel.plan()).unwrap();
 
     assert_eq!(plan[0].path, Path::Module);
     assert_eq!(plan[0].shard_id.get(), 9);
@@ -105,21 +101,19 @@ fn acl_user_limited_to_kestrel_commands_gets_ids() {
 #[test]
 fn script_path_reloads_the_script_after_a_flush() {
     let server = Server::start();
-    let runtime = runtime();
-    let kestrel = runtime
-        .block_on(Kestrel::connect(
-            config().port(server.port()).build().unwrap(),
-        ))
-        .unwrap();
+    let kestrel = block_on(Kestrel::connect(
+        config().port(server.port()).build().unwrap(),
+    ))
+    .unwrap();
     let mut events = kestrel.events();
 
-    let first = runtime.block_on(kestrel.get_ids(4_097)).unwrap();
+    let first = block_on(kestrel.get_ids(4_097)).unwrap();
     redis::cmd("SCRIPT")
         .arg("FLUSH")
         .exec(&mut server.connection())
         .unwrap();
-    let second = runtime.block_on(kestrel.get_id()).unwrap();
-    let plan = runtime.block_on(kestrel.plan()).unwrap();
+    let second = block_on(kestrel.get_id()).unwrap();
+    let plan = block_on(kestrel.plan()).unwrap();
 
     assert_eq!(plan[0].path, Path::Script);
     assert_eq!(first.len(), 4_097);
@@ -138,26 +132,23 @@ fn script_path_reloads_the_script_after_a_flush() {
 #[test]
 fn module_and_script_share_one_generator_without_duplicates() {
     let server = Server::builder().module(&[]).start();
-    let runtime = runtime();
-    let module = runtime
-        .block_on(Kestrel::connect(
-            config().port(server.port()).build().unwrap(),
-        ))
-        .unwrap();
-    let script = runtime
-        .block_on(Kestrel::connect(
-            config()
-                .port(server.port())
-                .script_only(true)
-                .build()
-                .unwrap(),
-        ))
-        .unwrap();
+    let module = block_on(Kestrel::connect(
+        config().port(server.port()).build().unwrap(),
+    ))
+    .unwrap();
+    let script = block_on(Kestrel::connect(
+        config()
+            .port(server.port())
+            .script_only(true)
+            .build()
+            .unwrap(),
+    ))
+    .unwrap();
 
     let mut seen = HashSet::new();
     for round in 0..20 {
         let client = if round % 2 == 0 { &module } else { &script };
-        for id in runtime.block_on(client.get_ids(round % 7 + 1)).unwrap() {
+        for id in block_on(client.get_ids(round % 7 + 1)).unwrap() {
             assert!(seen.insert(id), "{id} twice");
         }
     }
@@ -172,20 +163,18 @@ fn a_different_stored_shard_id_is_refused_not_overwritten() {
         .arg(2)
         .exec(&mut admin)
         .unwrap();
-    let runtime = runtime();
 
-    let refused = runtime.block_on(Kestrel::connect(
+    let refused = block_on(Kestrel::connect(
         config()
             .url(format!("redis://{}", address(&server)))
             .shard_id(5)
             .build()
             .unwrap(),
     ));
-    let accepted = runtime
-        .block_on(Kestrel::connect(
-            config().port(server.port()).build().unwrap(),
-        ))
-        .unwrap();
+    let accepted = block_on(Kestrel::connect(
+        config().port(server.port()).build().unwrap(),
+    ))
+    .unwrap();
     let stored: String = redis::cmd("GET")
         .arg("{kestrel}-shard-id")
         .query(&mut admin)
@@ -195,6 +184,6 @@ fn a_different_stored_shard_id_is_refused_not_overwritten() {
         refused.err().map(|error| error.kind()),
         Some(ErrorKind::Shard)
     );
-    assert_eq!(runtime.block_on(accepted.get_id()).unwrap().shard_id(), 2);
+    assert_eq!(block_on(accepted.get_id()).unwrap().shard_id(), 2);
     assert_eq!(stored, "2");
 }

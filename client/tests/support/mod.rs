@@ -5,8 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use kestrel_client::{Config, ConfigBuilder, Event, Id, Kestrel};
@@ -43,49 +42,44 @@ impl Run {
     }
 }
 
-/// Generates IDs without pause (alternating single IDs and batches of 50) on its own thread
-/// and runtime until stopped.
+/// One runtime for every test in a binary, so that connections made in one call live on
+/// into the next.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+});
+
+/// Runs a future to completion on the shared runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    RUNTIME.block_on(future)
+}
+
+/// Generates IDs without pause (alternating single IDs and batches of 50) on the shared
+/// runtime until stopped.
 pub struct Generator {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Run>,
+    task: tokio::task::JoinHandle<Run>,
 }
 
 impl Generator {
     pub fn start(kestrel: Kestrel) -> Self {
-        Self::spawn(move || async move { kestrel })
-    }
-
-    /// Connects on the generator's own runtime, so that the client's background tasks (the
-    /// Sentinel watch) live as long as it runs.
-    pub fn connect(config: Config) -> Self {
-        Self::spawn(move || async move { Kestrel::connect(config).await.unwrap() })
-    }
-
-    fn spawn<F>(connect: impl FnOnce() -> F + Send + 'static) -> Self
-    where
-        F: std::future::Future<Output = Kestrel>,
-    {
         let _ = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::INFO)
             .with_test_writer()
             .try_init();
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move { generate(connect().await, flag).await })
-        });
-        Self { stop, thread }
+        let task = RUNTIME.spawn(generate(kestrel, stop.clone()));
+        Self { stop, task }
     }
 
     /// Lets it run a little longer, then stops it and returns what it saw.
     pub fn finish(self, after: Duration) -> Run {
         std::thread::sleep(after);
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap()
+        RUNTIME.block_on(self.task).unwrap()
     }
 }
 
@@ -121,12 +115,4 @@ pub fn config() -> ConfigBuilder {
     Config::builder()
         .without_env()
         .failover_timeout(Duration::from_secs(45))
-}
-
-/// A current-thread runtime for a test's own calls.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
