@@ -83,9 +83,17 @@ pub fn issue(
 
         let (mut generator, shard_to_write) =
             load(ctx, name, generators.get(name), now_ms, settings)?;
-        let issue = generator
-            .issue(now_ms, count, settings)
-            .map_err(|cause| refusal(name, cause))?;
+        let issue = match generator.issue(now_ms, count, settings) {
+            Ok(issue) => issue,
+            Err(cause) => {
+                // Keep a generator just fenced, so the next call continues from this fence
+                // instead of fencing again from a later clock, which would stay a fence ahead
+                // of the clock forever. It reads its keys again, as it has stored nothing.
+                let trust = Trust::Changed;
+                generators.insert(name.to_vec(), Entry { generator, trust });
+                return Err(refusal(name, cause));
+            }
+        };
 
         if let Some(shard) = shard_to_write {
             store::write_shard(ctx, name, shard);

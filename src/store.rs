@@ -144,7 +144,8 @@ impl RawValue {
 
 /// Reads a string key; `None` when it is missing, an error when it holds another type.
 fn read_integer(ctx: &Context, key: &[u8]) -> Result<Option<RawValue>, KestrelError> {
-    let name = ctx.create_string(key);
+    // Binary-safe: a generator name may hold any byte, NUL included.
+    let name = RedisString::create_from_slice(ctx.ctx, key);
     let handle = ctx.open_key(&name);
     match handle.key_type() {
         KeyType::Empty => Ok(None),
@@ -179,7 +180,7 @@ impl Drop for WritingGuard {
 }
 
 fn write_string(ctx: &Context, key: &[u8], value: &str) {
-    let name: RedisString = ctx.create_string(key);
+    let name = RedisString::create_from_slice(ctx.ctx, key);
 
     let _writing = WritingGuard::start();
     {
