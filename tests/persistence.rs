@@ -100,6 +100,7 @@ fn without_the_module_the_script_carries_on_above_the_last_id() {
         let what = format!("{persistence:?}");
         let mut server = persistence.server();
         let mut connection = server.connection();
+        id(&mut connection);
         let issued = ids(&mut connection, 5_000, Form::Ranges);
         persistence.persist(&mut connection);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::redis::{Connection, RedisResult};
 use common::{
-    assert_above, assert_increasing, assert_unique, command, decode, error_line, ids,
+    assert_above, assert_increasing, assert_unique, command, decode, error_line, id, ids,
     ids_of_script_reply, retry_lead, run, status, try_ids, unix_ms, Form, Keys, Script,
     DEFAULT_GENERATOR, SHARD_ID,
 };
@@ -20,7 +20,10 @@ const CALLS_PER_CONNECTION: usize = 2_000;
 #[test]
 fn module_and_script_never_issue_an_id_twice_from_many_connections() {
     let server = common::module_server(&[]).start();
-    let script = Script::load(&mut server.connection());
+    let mut setup = server.connection();
+    let script = Script::load(&mut setup);
+    // The script needs the shard id key, which the module's first call fills from its option.
+    let first = id(&mut setup);
 
     let per_connection: Vec<(Vec<i64>, u32)> = thread::scope(|scope| {
         let workers: Vec<_> = (0..CONNECTIONS)
@@ -36,7 +39,7 @@ fn module_and_script_never_issue_an_id_twice_from_many_connections() {
             .collect()
     });
 
-    let mut all = Vec::new();
+    let mut all = vec![first];
     for (index, (issued, _)) in per_connection.iter().enumerate() {
         assert_increasing(issued, &format!("connection {index}"));
         all.extend_from_slice(issued);
