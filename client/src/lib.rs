@@ -24,6 +24,10 @@
 //! assert_eq!(id.to_string(), "1446325212348944384");
 //! # Ok::<(), kestrel_client::LayoutError>(())
 //! ```
+//!
+//! With the `serde` feature, [`Id`] serialises as its decimal string (JSON readers such as
+//! JavaScript's round integers above 2^53, and every ID is above it). The default `tls`
+//! feature brings `rediss://` URLs through rustls.
 
 mod cluster;
 mod config;

@@ -17,6 +17,8 @@
 //! ```
 
 mod generator;
+#[cfg(feature = "serde")]
+mod id_serde;
 mod layout;
 
 pub use generator::{Batch, GenerateError, Generator, Issue, Position, Settings};
