@@ -150,7 +150,7 @@ struct Disturbance {
     shard_after: u16,
 }
 
-const DISTURBANCES: [Disturbance; 14] = [
+const DISTURBANCES: [Disturbance; 15] = [
     Disturbance {
         what: "the script issues IDs",
         act: |connection, script, _| script.ids(connection, DEFAULT_GENERATOR, 100, None),
@@ -256,11 +256,16 @@ const DISTURBANCES: [Disturbance; 14] = [
         act: |connection, _, _| redis_do(connection, &["SWAPDB", "0", "1"]),
         shard_after: SHARD_ID,
     },
-    // Last: a lower shard id would make the next IDs of the same millisecond sort lower.
+    // Last, as FLUSHALL would put the option's shard id back.
     Disturbance {
         what: "SET of a higher shard id",
         act: |connection, _, keys| redis_do(connection, &["SET", &keys.shard_id, "9"]),
         shard_after: 9,
+    },
+    Disturbance {
+        what: "SET of a lower shard id",
+        act: |connection, _, keys| redis_do(connection, &["SET", &keys.shard_id, "3"]),
+        shard_after: 3,
     },
 ];
 
@@ -304,4 +309,25 @@ fn keys_changed_behind_the_module_never_lower_its_ids() {
         );
         issued.extend(next);
     }
+}
+
+#[test]
+fn a_lower_shard_id_still_sorts_above_earlier_ids() {
+    // With `reserve-ms 0` the mark is the last ID itself, so after the shard id key changes
+    // the generator continues inside the same millisecond. The lead cap of an hour keeps that
+    // millisecond ahead of the clock, so the clock cannot move the next IDs on by itself.
+    let server = common::module_server(&["reserve-ms", "0", "lead-cap-ms", "3600000"]).start();
+    let mut connection = server.connection();
+    let keys = Keys::of(DEFAULT_GENERATOR);
+    let before = ids(&mut connection, 10, Form::Int);
+
+    let _: () = run(&mut connection, &["SET", &keys.shard_id, "3"]);
+    let after = ids(&mut connection, 10, Form::Int);
+
+    assert!(after.iter().all(|&id| decode(id).1 == 3));
+    assert_above(
+        &after,
+        before[before.len() - 1],
+        "after the shard id went from 7 to 3",
+    );
 }
