@@ -158,3 +158,20 @@ fn the_last_millisecond_works_and_then_the_space_is_exhausted() {
     let seen = status(&mut connection, DEFAULT_GENERATOR);
     assert_eq!(seen["last-ms"], common::redis::Value::Int(LAST_MS as i64));
 }
+
+#[test]
+fn a_fence_refuses_calls_only_until_the_clock_catches_up() {
+    let fence_ms = 300;
+    let server = common::module_server(&["fence-ms", &fence_ms.to_string()]).start();
+    let mut connection = server.connection();
+
+    let refused = error_of(&mut connection, &["KESTREL.ID"]);
+    let started = Instant::now();
+    let first = id(&mut connection);
+    let batch = ids(&mut connection, 10_000, Form::Ranges);
+
+    let wait = retry_after_ms(&refused);
+    assert!(wait.is_some_and(|ms| ms <= fence_ms), "{refused}");
+    assert!(started.elapsed() < Duration::from_millis(fence_ms + 2_000));
+    assert_above(&batch, first, "after the fence");
+}

@@ -5,8 +5,9 @@ mod common;
 
 use common::redis::Value;
 use common::{
-    assert_above, assert_increasing, command, decode, error_of, id, ids, kestrel_counter,
-    kestrel_info, module_server, retry_lead, run, status, try_ids, unix_ms, Form, Keys, SHARD_ID,
+    assert_above, assert_increasing, command, decode, error_line, error_of, id, ids,
+    kestrel_counter, kestrel_info, module_server, retry_lead, run, status, try_ids, unix_ms, Form,
+    Keys, SHARD_ID,
 };
 use kestrel_core::{EPOCH_MS, LAST_MS, SEQUENCES_PER_MS};
 
@@ -247,17 +248,26 @@ fn commands_declare_the_generator_as_their_key() {
 fn named_generators_keep_their_own_keys() {
     let server = module_server(&[]).start();
     let mut connection = server.connection();
+    let names = [
+        "kestrel",
+        "orders",
+        "with space",
+        "nul\0byte",
+        "ünïcode",
+        "x",
+    ];
 
-    let orders = try_ids(&mut connection, "orders", 10, Form::Int).unwrap();
-    let default = ids(&mut connection, 10, Form::Int);
+    for name in names {
+        let batch = try_ids(&mut connection, name, 10, Form::Int);
+        let batch = batch.unwrap_or_else(|error| panic!("{name:?}: {}", error_line(&error)));
+        assert_increasing(&batch, name);
+    }
 
-    assert_increasing(&orders, "orders");
-    assert_increasing(&default, "kestrel");
-    for generator in ["orders", "kestrel"] {
-        let [shard, lock, sequence] = Keys::of(generator).values(&mut connection);
-        assert_eq!(shard.as_deref(), Some("7"), "{generator}");
-        assert!(lock.is_some() && sequence.is_some(), "{generator}");
+    for name in names {
+        let [shard, lock, sequence] = Keys::of(name).values(&mut connection);
+        assert_eq!(shard.as_deref(), Some("7"), "{name:?}");
+        assert!(lock.is_some() && sequence.is_some(), "{name:?}");
     }
     let size: u64 = run(&mut connection, &["DBSIZE"]);
-    assert_eq!(size, 6);
+    assert_eq!(size, 3 * names.len() as u64);
 }
