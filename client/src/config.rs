@@ -124,6 +124,7 @@ pub struct Config {
     pub(crate) response_timeout: Duration,
     pub(crate) failover_timeout: Duration,
     pub(crate) script_only: bool,
+    pub(crate) topology_refresh: Duration,
 }
 
 impl Config {
@@ -193,6 +194,7 @@ pub struct ConfigBuilder {
     response_timeout: Option<Duration>,
     failover_timeout: Option<Duration>,
     script_only: bool,
+    topology_refresh: Option<Duration>,
     without_env: bool,
 }
 
@@ -291,6 +293,13 @@ impl ConfigBuilder {
     /// server with clients of the original library).
     pub fn script_only(mut self, script_only: bool) -> Self {
         self.script_only = script_only;
+        self
+    }
+
+    /// Cluster: how often the topology is read again when nothing prompts it, so that a
+    /// master added later gets a generator (default 30 s).
+    pub fn topology_refresh(mut self, every: Duration) -> Self {
+        self.topology_refresh = Some(every);
         self
     }
 
@@ -442,6 +451,7 @@ impl ConfigBuilder {
             response_timeout: self.response_timeout.unwrap_or(Duration::from_secs(2)),
             failover_timeout: self.failover_timeout.unwrap_or(Duration::from_secs(30)),
             script_only: self.script_only,
+            topology_refresh: self.topology_refresh.unwrap_or(Duration::from_secs(30)),
         })
     }
 }

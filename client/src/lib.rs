@@ -528,8 +528,22 @@ impl Kestrel {
         Ok(Plan {
             epoch,
             routes,
-            redo_after: (!complete).then(|| Instant::now() + Duration::from_secs(1)),
+            redo_after: self.redo_after(complete),
         })
+    }
+
+    /// When a plan is looked at again without a failure prompting it: soon when a cluster
+    /// master was left out, regularly in Cluster (to give masters added later a generator),
+    /// never otherwise.
+    fn redo_after(&self, complete: bool) -> Option<Instant> {
+        let config = &self.shared.config;
+        if !complete {
+            return Some(Instant::now() + Duration::from_secs(1));
+        }
+        match config.topology {
+            Topology::Cluster(_) => Some(Instant::now() + config.topology_refresh),
+            _ => None,
+        }
     }
 
     /// Standalone and Sentinel: write the configured shard id (or 1) only where none is
