@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! kestrel-chaos [SCENARIO ...]          # default: every scenario
+//! kestrel-chaos valgrind-wrapper <dir>  # writes <dir>/redis-server, which runs under valgrind
 //! kestrel-chaos valgrind-report <dir>   # reads the logs of a test suite run under valgrind
 //! ```
 //!
@@ -38,6 +39,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         };
         return finish(&[valgrind::report(Path::new(dir))]);
+    }
+    if args.first().map(String::as_str) == Some("valgrind-wrapper") {
+        let Some(dir) = args.get(1) else {
+            eprintln!("usage: kestrel-chaos valgrind-wrapper <folder for the wrapper and logs>");
+            return ExitCode::FAILURE;
+        };
+        return match valgrind::write_wrapper(Path::new(dir), Path::new(dir)) {
+            Ok(wrapper) => {
+                println!("{}", wrapper.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("kestrel-chaos: cannot write the valgrind wrapper in {dir}: {error}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let chosen: Vec<&str> = if args.is_empty() {
         SCENARIOS.to_vec()
