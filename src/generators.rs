@@ -288,10 +288,13 @@ fn load(
 
     let fence_ms = config::get(&config::FENCE_MS).unsigned_abs();
     let generator = match entry {
-        Some(entry) if entry.trust == Trust::Changed => entry.generator.rebase(shard, stored.mark),
+        Some(entry) if entry.trust == Trust::Changed => entry
+            .generator
+            .rebase(shard, own_floor(entry, shard))
+            .rebase(shard, stored.mark),
         Some(entry) => {
             stats::FENCES.add(1);
-            let floor = stored.mark.max(entry.generator.last());
+            let floor = stored.mark.max(own_floor(entry, shard));
             let fenced = Generator::resume_fenced(shard, floor, now_ms, fence_ms, settings);
             fenced.rebase(shard, stored.mark)
         }
@@ -301,6 +304,18 @@ fn load(
         }
     };
     Ok((generator, shard_to_write))
+}
+
+/// The place a generator in memory continues above: its last place, or the end of that
+/// millisecond when its shard id changed, since IDs with a lower shard id would sort the rest of
+/// the millisecond below the ones already issued.
+fn own_floor(entry: &Entry, shard: ShardId) -> Position {
+    let last = entry.generator.last();
+    if entry.generator.shard() == shard {
+        last
+    } else {
+        Position::end_of(last.unix_ms())
+    }
 }
 
 fn store_mark(ctx: &Context, name: &[u8], mark: Position) {
