@@ -65,12 +65,12 @@ echo "KESTREL_MODULE_TEST_CLOCK=$KESTREL_MODULE_TEST_CLOCK"
 redis_version=$(redis-server --version | cut -d' ' -f1-3)
 pass "5/6 cargo test --workspace against $redis_version"
 unset KESTREL_SERVER_BIN
-cargo test --workspace ||
+cargo test --workspace --no-fail-fast ||
   fail "a test failed against redis-server (pass 5/6): see the failures above"
 
 valkey_version=$("$KESTREL_VALKEY_SERVER" --version | cut -d' ' -f1-3)
 pass "6/6 module tests against $valkey_version"
 # No line of ours after this pass: cargo's summary closes the output.
-KESTREL_SERVER_BIN=$KESTREL_VALKEY_SERVER cargo test -p kestrel-module --tests ||
+KESTREL_SERVER_BIN=$KESTREL_VALKEY_SERVER cargo test -p kestrel-module --tests --no-fail-fast ||
   fail "a module test failed against valkey-server (pass 6/6): see the failures above;" \
     "rerun with KESTREL_SERVER_BIN=$KESTREL_VALKEY_SERVER"
