@@ -150,6 +150,8 @@ impl Error {
             Some("KESTREL_LEAD") => ErrorKind::Lead,
             Some("KESTREL_NOSHARD") | Some("KESTREL_BADSHARD") => ErrorKind::Shard,
             Some(_) if text.contains("Logical shard ID out of range") => ErrorKind::Shard,
+            // The module went away under a connection (a restart without it): find again.
+            Some("ERR") if is_unknown_kestrel_command(detail) => ErrorKind::Topology,
             Some("WRONGPASS") | Some("NOAUTH") => ErrorKind::Auth,
             Some("NOPERM") => ErrorKind::Permission,
             Some("MOVED") | Some("ASK") | Some("READONLY") | Some("CLUSTERDOWN")
@@ -194,6 +196,11 @@ impl Error {
             ),
         )
     }
+}
+
+fn is_unknown_kestrel_command(detail: &str) -> bool {
+    let detail = detail.to_ascii_lowercase();
+    detail.contains("unknown command") && detail.contains("kestrel.")
 }
 
 /// Reads the milliseconds to wait out of a `KESTREL_LEAD` message ("... retry in 12 ms").
@@ -248,6 +255,12 @@ mod tests {
                 ErrorKind::Topology,
             ),
             ("KESTREL_SYNTAX", "bad", ErrorKind::Server),
+            (
+                "ERR",
+                "unknown command 'KESTREL.ID', with args",
+                ErrorKind::Topology,
+            ),
+            ("ERR", "unknown command 'FOO', with args", ErrorKind::Server),
         ];
         for (code, detail, kind) in cases {
             let error = Error::from_redis("127.0.0.1:1", &server_error(code, detail));

@@ -116,7 +116,7 @@ impl Node {
             .to_owned();
         match self.query::<Value>(&status).await {
             Ok(_) => return Ok(Path::Module),
-            Err(error) if error.kind() == ErrorKind::Server && is_unknown_command(&error) => {
+            Err(error) if is_unknown_command(&error) => {
                 return Ok(Path::Script);
             }
             Err(error) if error.kind() == ErrorKind::Permission => {}

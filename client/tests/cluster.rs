@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use kestrel_client::{Address, Kestrel, Path, PlanEntry};
+use kestrel_client::{Address, ErrorKind, Kestrel, Path, PlanEntry};
 use kestrel_testbed::{redis, Cluster};
 use support::{block_on, config, Generator};
 
@@ -76,6 +76,20 @@ fn setup_gives_every_master_its_own_generator_and_shard_id() {
     let shards_in_ids: HashSet<u16> = seen.iter().map(|id| id.shard_id()).collect();
     assert_eq!(shards_in_ids, shards);
     assert_eq!(plan(&connect(&cluster)), entries);
+
+    // Two generators claiming one shard id would make the same IDs: refused.
+    let (first, second) = (&entries[0], &entries[1]);
+    let owner = cluster.owner_of_key(&second.generator);
+    redis::cmd("SET")
+        .arg(format!("{{{}}}-shard-id", second.generator))
+        .arg(first.shard_id.get())
+        .exec(&mut cluster.node(owner).connection())
+        .unwrap();
+    let seeds = vec![Address::new("127.0.0.1", cluster.node(owner).port())];
+    let refused = block_on(Kestrel::connect(config().cluster(seeds).build().unwrap()));
+    let error = refused.err().unwrap();
+    assert_eq!(error.kind(), ErrorKind::Shard);
+    assert!(error.to_string().contains("both claim shard id"), "{error}");
 }
 
 #[test]

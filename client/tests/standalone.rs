@@ -187,3 +187,24 @@ fn a_different_stored_shard_id_is_refused_not_overwritten() {
     assert_eq!(block_on(accepted.get_id()).unwrap().shard_id(), 2);
     assert_eq!(stored, "2");
 }
+
+#[test]
+fn a_restart_without_the_module_moves_the_client_to_the_script() {
+    let mut server = Server::builder()
+        .module(&[])
+        .config("appendonly yes")
+        .config("appendfsync always")
+        .start();
+    let kestrel = block_on(Kestrel::connect(
+        config().port(server.port()).build().unwrap(),
+    ))
+    .unwrap();
+    let before = block_on(kestrel.get_ids(1_000)).unwrap();
+    assert_eq!(block_on(kestrel.plan()).unwrap()[0].path, Path::Module);
+
+    server.restart_without_module();
+    let after = block_on(kestrel.get_ids(1_000)).unwrap();
+
+    assert_eq!(block_on(kestrel.plan()).unwrap()[0].path, Path::Script);
+    assert!(after[0] > before[999], "{} after {}", after[0], before[999]);
+}
