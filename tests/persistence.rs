@@ -211,8 +211,11 @@ fn a_replica_refuses_to_generate() {
         .replica_of(&master)
         .config("replica-read-only no")
         .start();
-    let issued = ids(&mut master.connection(), 10, Form::Int);
-    let _: i64 = run(&mut master.connection(), &["WAIT", "1", "10000"]);
+    let mut on_master = master.connection();
+    let issued = ids(&mut on_master, 10, Form::Int);
+    // WAIT covers the writes of its own connection only.
+    let acknowledged: i64 = run(&mut on_master, &["WAIT", "1", "10000"]);
+    assert_eq!(acknowledged, 1);
     let mut connection = replica.connection();
     let before = common::keyspace(&mut connection);
 
@@ -240,5 +243,9 @@ fn a_replica_refuses_to_generate() {
     assert_eq!(decoded[0][1], 7);
     let seen = status(&mut connection, DEFAULT_GENERATOR);
     let last_ms = decode(issued[issued.len() - 1]).0 as i64;
-    assert!(matches!(seen["reserved-ms"], common::redis::Value::Int(ms) if ms >= last_ms));
+    let reserved = &seen["reserved-ms"];
+    assert!(
+        matches!(reserved, common::redis::Value::Int(ms) if *ms >= last_ms),
+        "{seen:?}"
+    );
 }
