@@ -28,21 +28,23 @@ local function integer(text)
   return tonumber(text)
 end
 
+-- Reads a state key: its number, `default` when it is missing, or nil and an error reply when
+-- it holds another type or something other than a non-negative decimal integer.
 local function read_state(key, default)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'none' then
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' and value.err then
+    return nil, redis.error_reply('KESTREL_BADSTATE key ' .. key ..
+      ' is not a string; delete it or fix it')
+  end
+  if value == false then
     return default
   end
-  if kind ~= 'string' then
-    return redis.error_reply('KESTREL_BADSTATE key ' .. key .. ' holds a ' .. kind ..
-      ', not a decimal integer; delete it or fix it')
-  end
-  local value = integer(redis.call('GET', key))
-  if value == nil or value < 0 then
-    return redis.error_reply('KESTREL_BADSTATE key ' .. key ..
+  local number = integer(value)
+  if number == nil or number < 0 then
+    return nil, redis.error_reply('KESTREL_BADSTATE key ' .. key ..
       ' does not hold a non-negative decimal integer; delete it or fix it')
   end
-  return value
+  return number
 end
 
 local max_sequence = integer(ARGV[1])
@@ -69,19 +71,19 @@ else
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
-local shard = integer(redis.call('GET', KEYS[3]) or '')
+local shard = read_state(KEYS[3], nil)
 if shard == nil or shard < min_shard or shard > max_shard then
   return redis.error_reply('Logical shard ID out of range: ' .. KEYS[3] ..
     ' must hold an integer from ' .. min_shard .. ' to ' .. max_shard)
 end
 
-local last_ms = read_state(KEYS[1], -1)
-if type(last_ms) == 'table' then
-  return last_ms
+local last_ms, lock_error = read_state(KEYS[1], -1)
+if lock_error then
+  return lock_error
 end
-local last_sequence = read_state(KEYS[2], max_sequence)
-if type(last_sequence) == 'table' then
-  return last_sequence
+local last_sequence, sequence_error = read_state(KEYS[2], max_sequence)
+if sequence_error then
+  return sequence_error
 end
 
 local used = math.max(now, last_ms)
