@@ -118,6 +118,7 @@ pub struct Config {
     pub(crate) credentials: Credentials,
     pub(crate) database: i64,
     pub(crate) tls: bool,
+    pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) generator: String,
     pub(crate) shard_id: Option<ShardId>,
     pub(crate) connect_timeout: Duration,
@@ -164,6 +165,7 @@ impl Config {
 /// | `REDIS_HOST`, `REDIS_PORT` | standalone server | `127.0.0.1`, `6379` |
 /// | `REDIS_USERNAME`, `REDIS_PASSWORD` | credentials for the data nodes | none |
 /// | `REDIS_DB` | database number | `0` |
+/// | `REDIS_TLS_CA_FILE` | PEM file of the CA to trust for `rediss://` | system roots |
 /// | `REDIS_SENTINELS` | `host:port,host:port` of the sentinels | |
 /// | `REDIS_SENTINEL_NAME` | the master's name | |
 /// | `REDIS_SENTINEL_USERNAME`, `REDIS_SENTINEL_PASSWORD` | credentials for the sentinels | none |
@@ -188,6 +190,7 @@ pub struct ConfigBuilder {
     sentinel_username: Option<String>,
     sentinel_password: Option<String>,
     cluster: Option<Vec<Address>>,
+    tls_root_certificate: Option<Vec<u8>>,
     generator: Option<String>,
     shard_id: Option<i64>,
     connect_timeout: Option<Duration>,
@@ -256,6 +259,12 @@ impl ConfigBuilder {
     /// A Redis Cluster, found from these seed nodes.
     pub fn cluster(mut self, nodes: Vec<Address>) -> Self {
         self.cluster = Some(nodes);
+        self
+    }
+
+    /// For `rediss://`: trust this CA certificate (PEM) instead of the system's roots.
+    pub fn tls_root_certificate(mut self, pem: Vec<u8>) -> Self {
+        self.tls_root_certificate = Some(pem);
         self
     }
 
@@ -426,6 +435,17 @@ impl ConfigBuilder {
             }
         };
 
+        let tls_root_certificate = match self.tls_root_certificate {
+            Some(pem) => Some(pem),
+            None => env("REDIS_TLS_CA_FILE")
+                .map(|path| {
+                    std::fs::read(&path).map_err(|error| {
+                        Error::config(format!("REDIS_TLS_CA_FILE={path:?}: {error}"))
+                    })
+                })
+                .transpose()?,
+        };
+
         let generator = match self.generator.or_else(|| env("KESTREL_GENERATOR")) {
             Some(name) => name,
             None => generator_from_key_names(&env)?,
@@ -445,6 +465,7 @@ impl ConfigBuilder {
             credentials,
             database,
             tls,
+            tls_root_certificate,
             generator,
             shard_id,
             connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(2)),

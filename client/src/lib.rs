@@ -558,6 +558,26 @@ impl Kestrel {
                     return Err(Error::shard_mismatch(generator, stored, configured));
                 }
                 (Some(stored), _) => return Ok(stored),
+                // Nothing stored and nothing configured: a module started with its own
+                // `shard-id` option serves under that; writing 1 would override it.
+                (None, None) if node.path == Path::Module => {
+                    match self.module_shard_id(node).await {
+                        Ok(shard) => return Ok(shard),
+                        Err(error) if error.kind() == ErrorKind::Shard => {}
+                        Err(error) => return Err(error),
+                    }
+                    if node
+                        .claim_shard_id(
+                            generator,
+                            ShardId::new(1).map_err(|e| Error::config(e.to_string()))?,
+                        )
+                        .await?
+                    {
+                        return node.stored_shard_id(generator).await?.ok_or_else(|| {
+                            Error::new(ErrorKind::Shard, format!("{generator}: shard id vanished"))
+                        });
+                    }
+                }
                 (None, configured) => {
                     let shard = match configured {
                         Some(shard) => shard,

@@ -395,7 +395,18 @@ pub(crate) fn client(
     let info = redis::IntoConnectionInfo::into_connection_info(addr)
         .map_err(|error| Error::from_redis(&shown, &error))?
         .set_redis_settings(settings);
-    Client::open(info).map_err(|error| Error::from_redis(&shown, &error))
+    let client = match &config.tls_root_certificate {
+        #[cfg(feature = "tls")]
+        Some(pem) if config.tls => {
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            };
+            Client::build_with_tls(info, certificates)
+        }
+        _ => Client::open(info),
+    };
+    client.map_err(|error| Error::from_redis(&shown, &error))
 }
 
 /// Opens a multiplexed connection, telling an unknown host, a refused connection and bad

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kestrel_client::{Address, Config, Error, Id, Kestrel, Path};
+use kestrel_client::{Address, Config, Id, Kestrel, Path};
 use tracing_subscriber::filter::LevelFilter;
 
 #[derive(Parser)]
@@ -57,6 +57,10 @@ struct Connection {
     /// Password.
     #[arg(long, env = "REDIS_PASSWORD", global = true, hide_env_values = true)]
     password: Option<String>,
+
+    /// For rediss://: a PEM file with the CA certificate to trust instead of the system's.
+    #[arg(long, env = "REDIS_TLS_CA_FILE", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
 
     /// The generator name (Cluster: the prefix of the per-master names).
     #[arg(long, env = "KESTREL_GENERATOR", global = true)]
@@ -219,20 +223,20 @@ fn text(error: impl std::fmt::Display) -> String {
 }
 
 async fn connect(flags: &Connection, script_only: bool) -> Result<Kestrel, String> {
-    let config = config(flags, script_only).map_err(text)?;
+    let config = config(flags, script_only)?;
     Kestrel::connect(config).await.map_err(text)
 }
 
-fn config(flags: &Connection, script_only: bool) -> Result<Config, Error> {
+fn config(flags: &Connection, script_only: bool) -> Result<Config, String> {
     let mut builder = Config::builder().script_only(script_only);
     if let Some(url) = &flags.url {
         builder = builder.url(url);
     }
     if let (Some(sentinels), Some(master)) = (&flags.sentinel, &flags.master) {
-        builder = builder.sentinel(Address::parse_list(sentinels)?, master);
+        builder = builder.sentinel(Address::parse_list(sentinels).map_err(text)?, master);
     }
     if let Some(nodes) = &flags.cluster {
-        builder = builder.cluster(Address::parse_list(nodes)?);
+        builder = builder.cluster(Address::parse_list(nodes).map_err(text)?);
     }
     if let Some(username) = &flags.username {
         builder = builder.username(username);
@@ -240,13 +244,18 @@ fn config(flags: &Connection, script_only: bool) -> Result<Config, Error> {
     if let Some(password) = &flags.password {
         builder = builder.password(password);
     }
+    if let Some(path) = &flags.tls_ca {
+        let pem =
+            std::fs::read(path).map_err(|error| format!("--tls-ca {}: {error}", path.display()))?;
+        builder = builder.tls_root_certificate(pem);
+    }
     if let Some(generator) = &flags.generator {
         builder = builder.generator(generator);
     }
     if let Some(shard_id) = flags.shard_id {
         builder = builder.shard_id(shard_id);
     }
-    builder.build()
+    builder.build().map_err(text)
 }
 
 fn print_ids(ids: &[Id], format: Format, out: &mut impl Write) -> io::Result<()> {
