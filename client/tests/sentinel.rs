@@ -9,6 +9,9 @@ use kestrel_client::{Address, Config, Event, Kestrel};
 use kestrel_testbed::SentinelTopology;
 use support::{block_on, config, Generator};
 
+/// The script variant also runs with `requirepass` on the data nodes.
+const PASSWORD: &str = "s3cret";
+
 fn start(with_module: bool) -> SentinelTopology {
     SentinelTopology::builder()
         .replicas(1)
@@ -17,27 +20,30 @@ fn start(with_module: bool) -> SentinelTopology {
             if with_module {
                 builder.module(&[])
             } else {
-                builder
+                builder.password(PASSWORD)
             }
         })
         .start()
 }
 
-fn client_config(topology: &SentinelTopology) -> Config {
+fn client_config(topology: &SentinelTopology, with_module: bool) -> Config {
     let sentinels = topology
         .sentinels()
         .iter()
         .map(|sentinel| Address::new("127.0.0.1", sentinel.port()))
         .collect();
-    config()
-        .sentinel(sentinels, topology.master_name())
-        .build()
-        .unwrap()
+    let builder = config().sentinel(sentinels, topology.master_name());
+    let builder = if with_module {
+        builder
+    } else {
+        builder.password(PASSWORD)
+    };
+    builder.build().unwrap()
 }
 
 fn failover_then_sigkill(with_module: bool) {
     let topology = start(with_module);
-    let kestrel = block_on(Kestrel::connect(client_config(&topology))).unwrap();
+    let kestrel = block_on(Kestrel::connect(client_config(&topology, with_module))).unwrap();
     let generator = Generator::start(kestrel);
     std::thread::sleep(Duration::from_millis(500));
 
@@ -67,6 +73,6 @@ fn module_ids_survive_failover_and_sigkill_of_the_master() {
 }
 
 #[test]
-fn script_ids_survive_failover_and_sigkill_of_the_master() {
+fn script_ids_with_a_password_survive_failover_and_sigkill_of_the_master() {
     failover_then_sigkill(false);
 }
