@@ -208,3 +208,35 @@ fn a_restart_without_the_module_moves_the_client_to_the_script() {
     assert_eq!(block_on(kestrel.plan()).unwrap()[0].path, Path::Script);
     assert!(after[0] > before[999], "{} after {}", after[0], before[999]);
 }
+
+#[test]
+fn ids_stay_above_those_handed_out_when_a_server_loses_its_last_writes() {
+    let server = Server::start();
+    let mut admin = server.connection();
+    let kestrel = block_on(Kestrel::connect(
+        config().port(server.port()).build().unwrap(),
+    ))
+    .unwrap();
+
+    // Push the generator two seconds ahead of the clock, take IDs there, then lose the state
+    // (as a replica promoted before it saw the last writes would) and break the connection.
+    let (seconds, _): (u64, u64) = redis::cmd("TIME").query(&mut admin).unwrap();
+    redis::cmd("SET")
+        .arg("{kestrel}-generator-lock")
+        .arg(seconds * 1000 + 2_000)
+        .exec(&mut admin)
+        .unwrap();
+    let before = block_on(kestrel.get_ids(100)).unwrap();
+    redis::cmd("DEL")
+        .arg("{kestrel}-generator-lock")
+        .arg("{kestrel}-generator-sequence")
+        .exec(&mut admin)
+        .unwrap();
+    redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .exec(&mut admin)
+        .unwrap();
+    let after = block_on(kestrel.get_ids(100)).unwrap();
+
+    assert!(after[0] > before[99], "{} after {}", after[0], before[99]);
+}
