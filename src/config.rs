@@ -20,7 +20,7 @@ pub static SHARD_ID: AtomicI64 = AtomicI64::new(0);
 /// The most milliseconds a generator's last ID may be ahead of the clock.
 pub static LEAD_CAP_MS: AtomicI64 = AtomicI64::new(1_000);
 /// How far past the last ID each write of the high-water mark reaches.
-pub static RESERVE_MS: AtomicI64 = AtomicI64::new(1_000);
+pub static RESERVE_MS: AtomicI64 = AtomicI64::new(100);
 /// The largest batch `KESTREL.IDS` serves.
 pub static MAX_BATCH: AtomicI64 = AtomicI64::new(65_536);
 /// After loading data or a promotion, how far past the clock plus the lead cap a generator
@@ -51,7 +51,7 @@ pub static OPTIONS: &[NumericOption] = &[
     NumericOption {
         name: "reserve-ms",
         value: &RESERVE_MS,
-        default: 1_000,
+        default: 100,
         min: 0,
         max: 60_000,
     },

@@ -31,7 +31,15 @@ enum Trust {
 struct Entry {
     generator: Generator,
     trust: Trust,
+    /// Until this clock reading, someone else (the script) writes this generator's keys too,
+    /// so the module stores its exact last place instead of reserving a window: every window
+    /// would otherwise be skipped by the next script call, and the generator would ratchet
+    /// ahead of the clock by a window per turn.
+    shared_until_ms: u64,
 }
+
+/// How long after another writer's last change a generator keeps storing exact places.
+const SHARED_MS: u64 = 5_000;
 
 /// Generators by database and name.
 #[derive(Default)]
@@ -71,6 +79,7 @@ pub fn issue(
             .get_mut(name)
             .filter(|entry| entry.trust == Trust::Current);
         if let Some(entry) = current {
+            let settings = &shared_settings(settings, entry.shared_until_ms, now_ms);
             let issue = entry
                 .generator
                 .issue(now_ms, count, settings)
@@ -81,16 +90,22 @@ pub fn issue(
             return Ok(issue);
         }
 
-        let (mut generator, shard_to_write) =
-            load(ctx, name, generators.get(name), now_ms, settings)?;
+        let entry = generators.get(name);
+        let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
+        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms, settings)?;
+        let settings = &shared_settings(settings, shared_until_ms, now_ms);
         let issue = match generator.issue(now_ms, count, settings) {
             Ok(issue) => issue,
             Err(cause) => {
                 // Keep a generator just fenced, so the next call continues from this fence
                 // instead of fencing again from a later clock, which would stay a fence ahead
                 // of the clock forever. It reads its keys again, as it has stored nothing.
-                let trust = Trust::Changed;
-                generators.insert(name.to_vec(), Entry { generator, trust });
+                let entry = Entry {
+                    generator,
+                    trust: Trust::Changed,
+                    shared_until_ms,
+                };
+                generators.insert(name.to_vec(), entry);
                 return Err(refusal(name, cause));
             }
         };
@@ -106,6 +121,7 @@ pub fn issue(
             Entry {
                 generator,
                 trust: Trust::Current,
+                shared_until_ms,
             },
         );
         Ok(issue)
@@ -179,11 +195,13 @@ fn fence_one(
         if let Some(mark) = generator.reserve_to_last() {
             store_mark(ctx, name, mark);
         }
+        let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
         generators.insert(
             name.to_vec(),
             Entry {
                 generator,
                 trust: Trust::Current,
+                shared_until_ms,
             },
         );
         Ok(())
@@ -223,6 +241,7 @@ pub fn key_changed(ctx: &Context, key: &[u8]) {
             .and_then(|generators| generators.get_mut(name));
         if let Some(entry) = entry {
             entry.trust = entry.trust.max_with(Trust::Changed);
+            entry.shared_until_ms = clock::now_ms().saturating_add(SHARED_MS);
         }
     });
 }
@@ -315,6 +334,18 @@ fn own_floor(entry: &Entry, shard: ShardId) -> Position {
         last
     } else {
         Position::end_of(last.unix_ms())
+    }
+}
+
+/// The settings for one call: no reservation window while the keys are shared.
+fn shared_settings(settings: &Settings, shared_until_ms: u64, now_ms: u64) -> Settings {
+    if now_ms < shared_until_ms {
+        Settings {
+            reserve_ms: 0,
+            ..*settings
+        }
+    } else {
+        *settings
     }
 }
 
