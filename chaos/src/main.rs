@@ -38,7 +38,9 @@ fn main() -> ExitCode {
             eprintln!("usage: kestrel-chaos valgrind-report <folder of valgrind logs>");
             return ExitCode::FAILURE;
         };
-        return finish(&[valgrind::report(Path::new(dir))]);
+        let outcome = valgrind::report(Path::new(dir));
+        eprint!("{outcome}");
+        return finish(&[outcome]);
     }
     if args.first().map(String::as_str) == Some("valgrind-wrapper") {
         let Some(dir) = args.get(1) else {
