@@ -4,10 +4,11 @@
 mod support;
 
 use std::collections::HashSet;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use kestrel_client::{Address, ErrorKind, Kestrel, Path, PlanEntry};
-use kestrel_testbed::{redis, Cluster};
+use kestrel_testbed::{redis, wait_for, Cluster, Server};
 use support::{block_on, config, Generator};
 
 fn start(module_on: fn(usize) -> bool) -> Cluster {
@@ -33,8 +34,14 @@ fn connect(cluster: &Cluster) -> Kestrel {
     block_on(Kestrel::connect(config().cluster(seeds).build().unwrap())).unwrap()
 }
 
+/// The client's plan, waiting out a cluster that briefly answers CLUSTERDOWN.
 fn plan(kestrel: &Kestrel) -> Vec<PlanEntry> {
-    block_on(kestrel.plan()).unwrap()
+    wait_for(
+        Duration::from_secs(30),
+        "the client's plan",
+        || block_on(kestrel.plan()).map_err(|error| error.to_string()),
+        String::new,
+    )
 }
 
 fn master_ports(cluster: &Cluster) -> HashSet<u16> {
@@ -158,4 +165,120 @@ fn a_cluster_with_the_module_on_some_nodes_uses_both_paths() {
     let run = Generator::start(kestrel).finish(Duration::from_secs(1));
     run.assert_clean();
     assert_eq!(run.shard_ids().len(), 3);
+}
+
+/// `CLUSTER <args>` on one node.
+fn cluster_command(node: &Server, args: &[&str]) -> redis::Value {
+    redis::cmd("CLUSTER")
+        .arg(args)
+        .query(&mut node.connection())
+        .unwrap()
+}
+
+/// Moves `slots` (keys and all) from master `from` to the server `to`, and tells every
+/// master and `to` the new owner.
+fn move_slots(
+    cluster: &Cluster,
+    masters: &[usize],
+    slots: RangeInclusive<u16>,
+    from: usize,
+    to: &Server,
+) {
+    let source = cluster.node(from);
+    let to_id: String = redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query(&mut to.connection())
+        .unwrap();
+    let from_id = cluster.node_id(from).to_owned();
+    for slot in slots {
+        let slot = slot.to_string();
+        cluster_command(to, &["SETSLOT", &slot, "IMPORTING", &from_id]);
+        cluster_command(source, &["SETSLOT", &slot, "MIGRATING", &to_id]);
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg(&["GETKEYSINSLOT", &slot, "1000"])
+            .query(&mut source.connection())
+            .unwrap();
+        if !keys.is_empty() {
+            redis::cmd("MIGRATE")
+                .arg(&["127.0.0.1", &to.port().to_string(), "", "0", "5000", "KEYS"])
+                .arg(&keys)
+                .exec(&mut source.connection())
+                .unwrap();
+        }
+        cluster_command(to, &["SETSLOT", &slot, "NODE", &to_id]);
+        for &master in masters {
+            cluster_command(cluster.node(master), &["SETSLOT", &slot, "NODE", &to_id]);
+        }
+    }
+}
+
+#[test]
+fn a_master_added_later_gets_its_own_generator() {
+    let cluster = start(|_| true);
+    let seeds = vec![Address::new("127.0.0.1", cluster.node(0).port())];
+    let config = config()
+        .cluster(seeds)
+        .topology_refresh(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let kestrel = block_on(Kestrel::connect(config)).unwrap();
+    let generator = Generator::start(kestrel.clone());
+
+    // A fourth master joins and takes 200 slots from the owner of slot 0.
+    let masters = cluster.master_indices();
+    let owner = cluster.owner_of_slot(0);
+    let newcomer = Server::builder().cluster_enabled().module(&[]).start();
+    cluster_command(
+        cluster.node(0),
+        &["MEET", "127.0.0.1", &newcomer.port().to_string()],
+    );
+    let everyone: Vec<&Server> = cluster.nodes().iter().chain([&newcomer]).collect();
+    wait_for(
+        Duration::from_secs(30),
+        "every node to know every other node",
+        || {
+            for node in &everyone {
+                let text: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut node.connection())
+                    .map_err(|error| error.to_string())?;
+                let known = text
+                    .lines()
+                    .filter(|line| !line.contains("handshake"))
+                    .count();
+                if known < everyone.len() {
+                    return Err(format!("{} knows {known} nodes", node.port()));
+                }
+            }
+            Ok(())
+        },
+        String::new,
+    );
+    move_slots(&cluster, &masters, 0..=199, owner, &newcomer);
+    let joined = wait_for(
+        Duration::from_secs(30),
+        "the client to plan a generator on the new master",
+        || {
+            // The cluster can answer CLUSTERDOWN while the nodes agree on the new owner.
+            let entries = block_on(kestrel.plan()).map_err(|error| error.to_string())?;
+            match entries
+                .iter()
+                .find(|entry| entry.address.port == newcomer.port())
+            {
+                Some(entry) => Ok(entry.clone()),
+                None => Err(format!("{entries:?}")),
+            }
+        },
+        String::new,
+    );
+    let run = generator.finish(Duration::from_secs(1));
+
+    run.assert_clean();
+    assert!(cluster.slot_of(&joined.generator) <= 199);
+    let shards: HashSet<u16> = plan(&kestrel)
+        .iter()
+        .map(|entry| entry.shard_id.get())
+        .collect();
+    assert_eq!(shards.len(), 4);
+    assert!(run.shard_ids().contains(&joined.shard_id.get()));
 }
