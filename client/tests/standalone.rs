@@ -240,3 +240,50 @@ fn ids_stay_above_those_handed_out_when_a_server_loses_its_last_writes() {
 
     assert!(after[0] > before[99], "{} after {}", after[0], before[99]);
 }
+
+#[test]
+fn concurrent_callers_on_one_client_never_share_an_id() {
+    let server = Server::builder().module(&[]).start();
+    let kestrel = block_on(Kestrel::connect(
+        config().port(server.port()).build().unwrap(),
+    ))
+    .unwrap();
+    let script = block_on(Kestrel::connect(
+        config()
+            .port(server.port())
+            .script_only(true)
+            .build()
+            .unwrap(),
+    ))
+    .unwrap();
+
+    let ids = block_on(async {
+        let mut tasks = Vec::new();
+        for task in 0..8 {
+            let client = if task % 2 == 0 {
+                kestrel.clone()
+            } else {
+                script.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for call in 0..300 {
+                    if call % 2 == 0 {
+                        ids.push(client.get_id().await.unwrap());
+                    } else {
+                        ids.extend(client.get_ids(10).await.unwrap());
+                    }
+                }
+                ids
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all
+    });
+
+    assert_eq!(ids.len(), 8 * (150 + 150 * 10));
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+}

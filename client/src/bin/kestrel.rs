@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Args)]
 struct Connection {
-    /// A standalone server: redis://[user:password@]host:port[/db], or rediss:// for TLS.
+    /// A standalone server: `redis://[user:password@]host:port[/db]`, or rediss:// for TLS.
     /// Without it: REDIS_HOST and REDIS_PORT, then redis://127.0.0.1:6379.
     #[arg(long, env = "REDIS_URL", global = true)]
     url: Option<String>,
