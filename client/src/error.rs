@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use kestrel_core::ShardId;
 
+use crate::config::Address;
+
 /// What kind of failure an [`Error`] is. Match on this rather than on the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -58,6 +60,8 @@ pub struct Error {
     code: Option<String>,
     /// For [`ErrorKind::Lead`], how long to wait.
     wait: Option<Duration>,
+    /// For MOVED and ASK, the node the server pointed to.
+    redirect: Option<Address>,
 }
 
 impl Error {
@@ -67,6 +71,7 @@ impl Error {
             message: message.into(),
             code: None,
             wait: None,
+            redirect: None,
         }
     }
 
@@ -111,6 +116,11 @@ impl Error {
         self.code.as_deref()
     }
 
+    /// For MOVED and ASK, the node the server pointed to.
+    pub(crate) fn redirect(&self) -> Option<&Address> {
+        self.redirect.as_ref()
+    }
+
     /// Whether the client itself would retry this failure.
     pub fn is_retryable(&self) -> bool {
         self.retry() != Retry::Never
@@ -140,8 +150,19 @@ impl Error {
 
     /// Classifies an error from the `redis` crate, met while talking to `addr`.
     pub(crate) fn from_redis(addr: &str, error: &redis::RedisError) -> Self {
-        let code = error.code().map(str::to_owned);
-        let detail = error.detail().unwrap_or_default();
+        // A failed command inside a pipeline (ASKING + command) carries its own code.
+        let failed_in_pipeline = error
+            .clone()
+            .into_server_errors()
+            .and_then(|items| items.first().map(|(_, item)| item.clone()));
+        let code = match &failed_in_pipeline {
+            Some(item) => Some(item.code().to_owned()),
+            None => error.code().map(str::to_owned),
+        };
+        let detail = match &failed_in_pipeline {
+            Some(item) => item.details().unwrap_or_default(),
+            None => error.detail().unwrap_or_default(),
+        };
         let text = match &code {
             Some(code) => format!("{code} {detail}"),
             None => error.to_string(),
@@ -179,11 +200,15 @@ impl Error {
             }
             _ => format!("{addr}: {text}"),
         };
+        let redirect = error
+            .redirect_node()
+            .and_then(|(address, _slot)| Address::parse(address).ok());
         Self {
             kind,
             message,
             code,
             wait,
+            redirect,
         }
     }
 
@@ -278,6 +303,7 @@ mod tests {
 
         assert_eq!(lead.retry(), Retry::After(Duration::from_millis(12)));
         assert_eq!(moved.retry(), Retry::Rediscover);
+        assert_eq!(moved.redirect(), Some(&Address::new("b", 1)));
         assert_eq!(auth.retry(), Retry::Never);
         assert!(!Error::input("zero").is_retryable());
     }

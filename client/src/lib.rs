@@ -79,6 +79,8 @@ struct Plan {
     routes: Vec<Route>,
     /// A cluster plan that left out an unreachable master is redone after this instant.
     redo_after: Option<Instant>,
+    /// Connections to nodes that ASK redirects named, which are not masters in the plan.
+    asking: Mutex<HashMap<Address, Node>>,
 }
 
 struct Route {
@@ -249,7 +251,12 @@ impl Kestrel {
             };
             let waited = started.elapsed();
             let pause = match error.retry() {
-                Retry::Never => return Err(error),
+                Retry::Never => {
+                    self.shared.events.emit(Event::Error {
+                        message: error.to_string(),
+                    });
+                    return Err(error);
+                }
                 // A batch spanning several milliseconds runs ahead of the clock; one that fits
                 // a millisecond is the most that waiting can always make room for.
                 Retry::After(_) if error.kind() == ErrorKind::Lead && wanted > SCRIPT_MAX_BATCH => {
@@ -279,13 +286,78 @@ impl Kestrel {
     async fn take_from(&self, plan: &Plan, wanted: u64) -> Result<Vec<Batch>, Error> {
         let turn = self.shared.turn.fetch_add(1, Ordering::Relaxed);
         let route = &plan.routes[turn % plan.routes.len()];
-        let limit = match route.node.path {
-            Path::Module => MODULE_MAX_BATCH,
-            Path::Script => SCRIPT_MAX_BATCH,
+        let count = wanted.min(max_batch(route.node.path));
+        let (node, asking) = match route
+            .node
+            .generate(&route.generator, count, None, false)
+            .await
+        {
+            Ok(batches) => {
+                return self
+                    .checked(route, &route.node, false, count, batches)
+                    .await
+            }
+            // The slot is moving and its keys are already on the importing node: ask there.
+            Err(error) if error.code() == Some("ASK") => {
+                let Some(target) = error.redirect().cloned() else {
+                    return Err(error);
+                };
+                (self.asking_node(plan, &target).await?, true)
+            }
+            Err(error) => return Err(error),
         };
-        let count = wanted.min(limit);
-        let mut batches = route.node.generate(&route.generator, count, None).await?;
+        let count = count.min(max_batch(node.path));
+        let batches = match node.generate(&route.generator, count, None, asking).await {
+            Ok(batches) => batches,
+            // The module's commands name the generator as their key, a key that never exists,
+            // so the source sends them here before the state keys have moved. Wait for them.
+            Err(error) if error.kind() == ErrorKind::Shard => {
+                tracing::debug!(%error, "kestrel: generator state not on the importing node yet");
+                return Err(Error::lead(Duration::from_millis(10)));
+            }
+            Err(error) => return Err(error),
+        };
+        self.checked(route, &node, asking, count, batches).await
+    }
 
+    /// A connection to the node an ASK redirect names, kept with the plan while it lasts.
+    async fn asking_node(&self, plan: &Plan, target: &Address) -> Result<Node, Error> {
+        let known = plan
+            .routes
+            .iter()
+            .map(|route| &route.node)
+            .find(|node| node.address == *target)
+            .cloned();
+        if let Some(node) = known {
+            return Ok(node);
+        }
+        let cached = plan
+            .asking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .cloned();
+        if let Some(node) = cached {
+            return Ok(node);
+        }
+        let node = Node::connect(target, &self.shared.config, &self.shared.events).await?;
+        plan.asking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.clone(), node.clone());
+        Ok(node)
+    }
+
+    /// Accepts a route's answer, or after a failover that lost writes asks again past the IDs
+    /// already handed out.
+    async fn checked(
+        &self,
+        route: &Route,
+        node: &Node,
+        asking: bool,
+        count: u64,
+        mut batches: Vec<Batch>,
+    ) -> Result<Vec<Batch>, Error> {
         // After a failover the new master may lack the last writes of the old one. Until this
         // route has been seen past every ID handed out before, check each answer against them.
         if !route.past_fence.load(Ordering::Acquire) {
@@ -298,16 +370,14 @@ impl Kestrel {
                     Id::from_i64(fence as i64).map_err(|e| Error::protocol(e.to_string()))?;
                 tracing::info!(
                     generator = %route.generator,
-                    master = %route.node.address,
+                    master = %node.address,
                     %fence_id,
                     "kestrel: server state is behind IDs already handed out; fencing"
                 );
-                batches = match route.node.path {
+                batches = match node.path {
                     Path::Script => {
                         let fence_ms = fence_id.unix_ms() + 1;
-                        route
-                            .node
-                            .generate(&route.generator, count, Some(fence_ms))
+                        node.generate(&route.generator, count, Some(fence_ms), asking)
                             .await?
                     }
                     Path::Module => {
@@ -435,6 +505,7 @@ impl Kestrel {
                     epoch,
                     routes: plan.routes_snapshot(),
                     redo_after: Some(Instant::now()),
+                    asking: Mutex::new(HashMap::new()),
                 }));
                 self.shared.events.emit(Event::Reconnecting {
                     reason: error.to_string(),
@@ -529,6 +600,7 @@ impl Kestrel {
             epoch,
             routes,
             redo_after: self.redo_after(complete),
+            asking: Mutex::new(HashMap::new()),
         })
     }
 
@@ -614,7 +686,7 @@ impl Kestrel {
 impl Kestrel {
     async fn module_shard_id(&self, node: &Node) -> Result<ShardId, Error> {
         let config = &self.shared.config;
-        let batches = node.generate(&config.generator, 1, None).await?;
+        let batches = node.generate(&config.generator, 1, None, false).await?;
         let shard = batches
             .first()
             .map(Batch::shard)
@@ -639,6 +711,14 @@ impl Plan {
                 past_fence: AtomicBool::new(route.past_fence.load(Ordering::Acquire)),
             })
             .collect()
+    }
+}
+
+/// The most IDs one call on this path hands out.
+fn max_batch(path: Path) -> u64 {
+    match path {
+        Path::Module => MODULE_MAX_BATCH,
+        Path::Script => SCRIPT_MAX_BATCH,
     }
 }
 

@@ -107,6 +107,26 @@ impl Node {
             .map_err(|error| Error::from_redis(&self.address.to_string(), &error))
     }
 
+    /// Sends one command, preceded by ASKING when a cluster node redirected the call here
+    /// with ASK (a slot being imported).
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        asking: bool,
+    ) -> Result<T, Error> {
+        if !asking {
+            return self.query(command).await;
+        }
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("ASKING").ignore().add_command(command.clone());
+        let mut connection = self.connection.clone();
+        let (reply,): (T,) = pipeline
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| Error::from_redis(&self.address.to_string(), &error))?;
+        Ok(reply)
+    }
+
     /// The module answers `KESTREL.STATUS`; a server without it calls the command unknown.
     /// `COMMAND INFO` covers users whose ACL forbids `KESTREL.STATUS`.
     async fn detect_path(&self, generator: &str) -> Result<Path, Error> {
@@ -188,6 +208,7 @@ impl Node {
         generator: &str,
         count: u64,
         fence_ms: Option<u64>,
+        asking: bool,
     ) -> Result<Vec<Batch>, Error> {
         match self.path {
             Path::Module if count == 1 => {
@@ -195,7 +216,7 @@ impl Node {
                     .arg("GENERATOR")
                     .arg(generator)
                     .to_owned();
-                let value: i64 = self.query(&command).await?;
+                let value: i64 = self.send(&command, asking).await?;
                 let id = Id::from_i64(value).map_err(|error| Error::protocol(error.to_string()))?;
                 Ok(vec![batch_from_run(id, 1)?])
             }
@@ -207,7 +228,7 @@ impl Node {
                     .arg("FORMAT")
                     .arg("RANGES")
                     .to_owned();
-                let runs: Vec<(String, u64)> = self.query(&command).await?;
+                let runs: Vec<(String, u64)> = self.send(&command, asking).await?;
                 runs.into_iter()
                     .map(|(first, count)| {
                         let id = first.parse::<Id>().map_err(|error| {
@@ -218,7 +239,7 @@ impl Node {
                     .collect()
             }
             Path::Script => {
-                let reply = self.run_script(generator, count, fence_ms).await?;
+                let reply = self.run_script(generator, count, fence_ms, asking).await?;
                 Ok(vec![batch_from_script_reply(&reply)?])
             }
         }
@@ -231,6 +252,7 @@ impl Node {
         generator: &str,
         count: u64,
         fence_ms: Option<u64>,
+        asking: bool,
     ) -> Result<Vec<i64>, Error> {
         let keys = Keys::of(generator);
         let mut command = redis::cmd("EVALSHA");
@@ -247,7 +269,7 @@ impl Node {
         if let Some(fence_ms) = fence_ms {
             command.arg(fence_ms);
         }
-        match self.query(&command).await {
+        match self.send(&command, asking).await {
             Err(error) if error.code() == Some("NOSCRIPT") => {
                 let loaded: String = self
                     .query(redis::cmd("SCRIPT").arg("LOAD").arg(kestrel_core::SCRIPT))
@@ -261,7 +283,7 @@ impl Node {
                 self.events.emit(Event::ScriptLoaded {
                     address: self.address.to_string(),
                 });
-                self.query(&command).await
+                self.send(&command, asking).await
             }
             other => other,
         }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use kestrel_client::{Address, ErrorKind, Kestrel, Path, PlanEntry};
+use kestrel_client::{Address, ErrorKind, Event, Kestrel, Path, PlanEntry};
 use kestrel_testbed::{redis, wait_for, Cluster, Server};
 use support::{block_on, config, Generator};
 
@@ -130,7 +130,8 @@ fn ids_keep_coming_while_slots_migrate() {
     let generator = Generator::start(kestrel.clone());
     std::thread::sleep(Duration::from_millis(500));
 
-    // Move the first generator's slot, keys and all, to another master.
+    // Move the first generator's slot to another master step by step: once its keys are on
+    // the importing node, the source answers ASK and the client asks there.
     let moving = &entries[0];
     let slot = cluster.slot_of(&moving.generator);
     let from = cluster.owner_of_slot(slot);
@@ -139,9 +140,23 @@ fn ids_keep_coming_while_slots_migrate() {
         .into_iter()
         .find(|&index| index != from)
         .unwrap();
-    cluster.migrate_slot(slot, to);
-    let run = generator.finish(Duration::from_secs(2));
+    let migration = cluster.begin_slot_migration(slot, to);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(migration.move_all_keys(), 3, "the generator's three keys");
+    std::thread::sleep(Duration::from_millis(500));
+    migration.finish();
+    std::thread::sleep(Duration::from_millis(500));
 
+    // And back in one go: both modules have served this generator by now.
+    cluster.migrate_slot(slot, from);
+    let run = generator.finish(Duration::from_secs(1));
+
+    let ask_retries = run
+        .events
+        .iter()
+        .filter(|event| matches!(event, Event::Reconnecting { reason } if reason.contains("ASK")))
+        .count();
+    assert_eq!(ask_retries, 0, "ASK redirects are followed, not retried");
     run.assert_clean();
     let after = plan(&kestrel);
     let shards: HashSet<u16> = after.iter().map(|entry| entry.shard_id.get()).collect();
