@@ -200,9 +200,14 @@ impl Error {
             }
             _ => format!("{addr}: {text}"),
         };
-        let redirect = error
-            .redirect_node()
-            .and_then(|(address, _slot)| Address::parse(address).ok());
+        // "MOVED 3999 127.0.0.1:6381": the slot, then the node.
+        let redirect = match code.as_deref() {
+            Some("MOVED") | Some("ASK") => detail
+                .split_whitespace()
+                .nth(1)
+                .and_then(|address| Address::parse(address).ok()),
+            _ => None,
+        };
         Self {
             kind,
             message,
