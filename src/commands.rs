@@ -5,7 +5,7 @@ use std::os::raw::c_long;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kestrel_core::{parse_decimal_i64, Id, Issue};
-use redis_module::{raw, Context, RedisString};
+use redis_module::{raw, AclPermissions, Context, RedisString};
 
 use crate::error::{quote, KestrelError, IDS_USAGE, ID_USAGE, STATUS_USAGE};
 use crate::{clock, config, generators, stats};
@@ -47,7 +47,7 @@ pub fn id(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
     }
 
     let options = parse_options(&args[1..], ID_USAGE, &[Format::Int, Format::String])?;
-    check_can_generate(&options)?;
+    check_can_generate(ctx, &options)?;
 
     let issue = issue(ctx, options.generator, 1)?;
 
@@ -68,7 +68,7 @@ pub fn ids(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
     let count = parse_count(args[1].as_slice())?;
     let formats = [Format::Int, Format::String, Format::Ranges];
     let options = parse_options(&args[2..], IDS_USAGE, &formats)?;
-    check_can_generate(&options)?;
+    check_can_generate(ctx, &options)?;
 
     let issue = issue(ctx, options.generator, count)?;
 
@@ -153,14 +153,37 @@ fn issue(ctx: &Context, generator: &[u8], count: u64) -> Result<Issue, KestrelEr
     Ok(issue)
 }
 
-fn check_can_generate(options: &Options) -> Result<(), KestrelError> {
+fn check_can_generate(ctx: &Context, options: &Options) -> Result<(), KestrelError> {
     if REPLICA.load(Ordering::Relaxed) {
         return Err(KestrelError::Replica);
     }
-    if CLUSTER_MODE.load(Ordering::Relaxed) && !options.named {
-        return Err(KestrelError::ClusterNeedsName);
+    if !options.named {
+        if CLUSTER_MODE.load(Ordering::Relaxed) {
+            return Err(KestrelError::ClusterNeedsName);
+        }
+        check_key_permission(ctx, options.generator)?;
     }
     Ok(())
+}
+
+/// Redis checks the key patterns of a user against the declared key, `GENERATOR <name>`.
+/// Without it the command declares no key, so the module checks the default generator's name
+/// itself: a user limited to other generators must not reach this one.
+fn check_key_permission(ctx: &Context, generator: &[u8]) -> Result<(), KestrelError> {
+    // SAFETY: ctx is the live context of this command call; the name returned is owned by
+    // us and freed when `user` drops. Clients without a user (AOF loading, the master's link)
+    // get NULL and are not restricted.
+    let user = unsafe { raw::RedisModule_GetCurrentUserName.map(|current| current(ctx.ctx)) };
+    let Some(user) = user.filter(|user| !user.is_null()) else {
+        return Ok(());
+    };
+    let user = RedisString::from_redis_module_string(std::ptr::null_mut(), user);
+    let key = RedisString::create_from_slice(ctx.ctx, generator);
+    let permissions = AclPermissions::ACCESS | AclPermissions::UPDATE | AclPermissions::INSERT;
+    ctx.acl_check_key_permission(&user, &key, &permissions)
+        .map_err(|_| KestrelError::NoPermission {
+            generator: quote(generator),
+        })
 }
 
 fn parse_count(text: &[u8]) -> Result<u64, KestrelError> {

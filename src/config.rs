@@ -84,8 +84,26 @@ pub fn get(value: &AtomicI64) -> i64 {
     value.load(Ordering::Relaxed)
 }
 
+/// The largest lead cap this process has run with. A fence must reach past what was issued
+/// under it, even after `CONFIG SET kestrel.lead-cap-ms` lowered the cap.
+static HIGHEST_LEAD_CAP_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The settings a fence uses: the current ones, with the largest lead cap this process has
+/// run with.
+pub fn fence_settings() -> Settings {
+    let current = get(&LEAD_CAP_MS);
+    let highest = HIGHEST_LEAD_CAP_MS
+        .fetch_max(current, Ordering::Relaxed)
+        .max(current);
+    Settings {
+        lead_cap_ms: highest.unsigned_abs(),
+        ..settings()
+    }
+}
+
 /// The generator settings the options describe now.
 pub fn settings() -> Settings {
+    HIGHEST_LEAD_CAP_MS.fetch_max(get(&LEAD_CAP_MS), Ordering::Relaxed);
     Settings {
         lead_cap_ms: get(&LEAD_CAP_MS).unsigned_abs(),
         reserve_ms: get(&RESERVE_MS).unsigned_abs(),

@@ -41,6 +41,8 @@ pub enum KestrelError {
     ClusterNeedsName,
     /// The server is a replica.
     Replica,
+    /// The user's key patterns do not cover the default generator's name.
+    NoPermission { generator: String },
     /// A bug: something panicked, and the panic was caught before it reached Redis.
     Internal,
 }
@@ -92,6 +94,11 @@ impl fmt::Display for KestrelError {
             Self::ClusterNeedsName => f.write_str(
                 "KESTREL_CLUSTER in cluster mode name the generator so it routes to its \
                  node: KESTREL.ID GENERATOR <name>",
+            ),
+            Self::NoPermission { generator } => write!(
+                f,
+                "NOPERM this user has no permissions to access the generator '{generator}'; \
+                 name a generator the user's key patterns allow with GENERATOR <name>"
             ),
             Self::Replica => {
                 f.write_str("READONLY this server is a replica; generate IDs on the master")

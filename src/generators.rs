@@ -92,7 +92,7 @@ pub fn issue(
 
         let entry = generators.get(name);
         let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
-        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms, settings)?;
+        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms)?;
         let settings = &shared_settings(settings, shared_until_ms, now_ms);
         let issue = match generator.issue(now_ms, count, settings) {
             Ok(issue) => issue,
@@ -133,13 +133,12 @@ pub fn issue(
 /// Runs once after data is loaded and after a promotion to master, on the master only.
 pub fn fence_stored(ctx: &Context) {
     let now_ms = clock::now_ms();
-    let settings = config::settings();
     for database in 0.. {
         if !select_database(ctx, database) {
             break;
         }
         for name in stored_generator_names(ctx) {
-            if let Err(error) = fence_one(ctx, database, &name, now_ms, &settings) {
+            if let Err(error) = fence_one(ctx, database, &name, now_ms) {
                 ctx.log_warning(&format!("kestrel: generator left unfenced: {error}"));
             }
         }
@@ -172,13 +171,7 @@ pub fn snapshot(ctx: &Context, name: &[u8]) -> Result<Snapshot, KestrelError> {
     })
 }
 
-fn fence_one(
-    ctx: &Context,
-    database: i32,
-    name: &[u8],
-    now_ms: u64,
-    settings: &Settings,
-) -> Result<(), KestrelError> {
+fn fence_one(ctx: &Context, database: i32, name: &[u8], now_ms: u64) -> Result<(), KestrelError> {
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
         let generators = table.databases.entry(database).or_default();
@@ -187,7 +180,7 @@ fn fence_one(
             return Ok(());
         }
 
-        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms, settings)?;
+        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms)?;
 
         if let Some(shard) = shard_to_write {
             store::write_shard(ctx, name, shard);
@@ -289,7 +282,6 @@ fn load(
     name: &[u8],
     entry: Option<&Entry>,
     now_ms: u64,
-    settings: &Settings,
 ) -> Result<(Generator, Option<ShardId>), KestrelError> {
     stats::KEY_READS.add(1);
     let stored = store::read(ctx, name)?;
@@ -306,6 +298,7 @@ fn load(
     };
 
     let fence_ms = config::get(&config::FENCE_MS).unsigned_abs();
+    let fence_settings = config::fence_settings();
     let generator = match entry {
         Some(entry) if entry.trust == Trust::Changed => entry
             .generator
@@ -314,12 +307,12 @@ fn load(
         Some(entry) => {
             stats::FENCES.add(1);
             let floor = stored.mark.max(own_floor(entry, shard));
-            let fenced = Generator::resume_fenced(shard, floor, now_ms, fence_ms, settings);
+            let fenced = Generator::resume_fenced(shard, floor, now_ms, fence_ms, &fence_settings);
             fenced.rebase(shard, stored.mark)
         }
         None => {
             stats::FENCES.add(1);
-            Generator::resume_fenced(shard, stored.mark, now_ms, fence_ms, settings)
+            Generator::resume_fenced(shard, stored.mark, now_ms, fence_ms, &fence_settings)
         }
     };
     Ok((generator, shard_to_write))

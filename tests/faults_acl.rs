@@ -22,7 +22,6 @@ const APP_RULES: &[&str] = &[
     "+evalsha",
     "+get",
     "+set",
-    "+type",
     "+time",
 ];
 
@@ -131,7 +130,10 @@ fn an_application_user_uses_only_its_own_generator() {
     let reply = query(&mut app, &script);
     assert!(reply.is_ok(), "the script on its own keys: {reply:?}");
 
-    let refused: [&[&str]; 5] = [
+    let refused: [&[&str]; 8] = [
+        &["KESTREL.ID"],
+        &["KESTREL.IDS", "3"],
+        &["KESTREL.ID", "FORMAT", "STRING"],
         &["KESTREL.ID", "GENERATOR", "payments"],
         &["KESTREL.IDS", "3", "GENERATOR", "payments"],
         &["KESTREL.STATUS", "GENERATOR", "payments"],
