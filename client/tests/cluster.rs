@@ -101,7 +101,16 @@ fn setup_gives_every_master_its_own_generator_and_shard_id() {
 
 #[test]
 fn ids_keep_coming_while_a_master_is_killed() {
-    let cluster = start(|_| true);
+    kill_a_master(|_| true);
+}
+
+#[test]
+fn script_ids_keep_coming_while_a_master_is_killed() {
+    kill_a_master(|_| false);
+}
+
+fn kill_a_master(module_on: fn(usize) -> bool) {
+    let cluster = start(module_on);
     let kestrel = connect(&cluster);
     let victim = cluster.master_indices()[0];
     let generator = Generator::start(kestrel.clone());
