@@ -46,7 +46,11 @@ pub fn id(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
         return Ok(());
     }
 
-    let options = parse_options(&args[1..], ID_USAGE, &[Format::Int, Format::String])?;
+    let options = parse_options(
+        args.get(1..).unwrap_or(&[]),
+        ID_USAGE,
+        &[Format::Int, Format::String],
+    )?;
     check_can_generate(ctx, &options)?;
 
     let issue = issue(ctx, options.generator, 1)?;
@@ -108,7 +112,7 @@ pub fn status(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
         return Ok(());
     }
 
-    let options = parse_options(&args[1..], STATUS_USAGE, &[])?;
+    let options = parse_options(args.get(1..).unwrap_or(&[]), STATUS_USAGE, &[])?;
 
     let snapshot = generators::snapshot(ctx, options.generator)?;
     let now_ms = clock::now_ms();
