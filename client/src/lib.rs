@@ -67,9 +67,6 @@ struct Shared {
     rediscovery: tokio::sync::Mutex<()>,
     epochs: AtomicU64,
     turn: AtomicUsize,
-    /// The most IDs asked of one call; lowered to one millisecond's worth for good once a
-    /// server refuses a longer batch as running too far ahead of its clock.
-    batch_cap: AtomicU64,
     /// The largest ID handed out so far, per generator: the fence a server that lost writes
     /// in a failover must get past before its IDs are trusted again.
     seen: Mutex<HashMap<String, u64>>,
@@ -139,7 +136,6 @@ impl Kestrel {
             rediscovery: tokio::sync::Mutex::new(()),
             epochs: AtomicU64::new(0),
             turn: AtomicUsize::new(0),
-            batch_cap: AtomicU64::new(MODULE_MAX_BATCH),
             seen: Mutex::new(HashMap::new()),
         });
         let kestrel = Self { shared };
@@ -240,8 +236,8 @@ impl Kestrel {
     async fn take(&self, wanted: u64) -> Result<Vec<Batch>, Error> {
         let started = Instant::now();
         let mut attempt: u32 = 0;
+        let mut wanted = wanted.min(MODULE_MAX_BATCH);
         loop {
-            let wanted = wanted.min(self.shared.batch_cap.load(Ordering::Relaxed));
             let result = match self.current_plan().await {
                 Ok(plan) => self
                     .take_from(&plan, wanted)
@@ -261,12 +257,12 @@ impl Kestrel {
                     });
                     return Err(error);
                 }
-                // A batch spanning several milliseconds runs ahead of the clock; one that fits
-                // a millisecond is the most that waiting can always make room for.
+                // A batch spanning several milliseconds runs ahead of the clock (right after a
+                // fence a generator can only follow it); one that fits a millisecond is the
+                // most that waiting can always make room for, so this call takes that and the
+                // caller comes back for the rest. The next call tries a whole batch again.
                 Retry::After(_) if error.kind() == ErrorKind::Lead && wanted > SCRIPT_MAX_BATCH => {
-                    self.shared
-                        .batch_cap
-                        .store(SCRIPT_MAX_BATCH, Ordering::Relaxed);
+                    wanted = SCRIPT_MAX_BATCH;
                     Duration::ZERO
                 }
                 Retry::After(pause) => pause,
