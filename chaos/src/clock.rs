@@ -9,7 +9,7 @@ use kestrel_testbed::{redis, test_clock_module_path, Server};
 
 use crate::check::{Checker, Range};
 use crate::load::{self, error_reply, LoadSpec};
-use crate::{kestrel_counter, set_clock_offset, unix_now_ms, Outcome, PingWatch, PING_LIMIT};
+use crate::{kestrel_counter, ping_limit, set_clock_offset, unix_now_ms, Outcome, PingWatch};
 
 /// The module's default lead cap, which these scenarios keep.
 const LEAD_CAP_MS: u64 = 1_000;
@@ -121,7 +121,7 @@ pub fn steps(steps_ms: &[u64], hold: Duration) -> Outcome {
     outcome.expect(steps_back > 0, || {
         "the module never saw the clock step back".into()
     });
-    outcome.expect(slowest_ping < PING_LIMIT && ping_failures == 0, || {
+    outcome.expect(slowest_ping < ping_limit() && ping_failures == 0, || {
         format!("PING took up to {slowest_ping:?} ({ping_failures} failed)")
     });
     outcome.expect(server.is_running(), || "the server died".into());

@@ -5,6 +5,9 @@
 //! does not see into: on its own it would report nothing for the module, whose allocations all
 //! go through Redis. `--soname-synonyms=somalloc=libjemalloc.so*` makes valgrind replace
 //! jemalloc's malloc/free like libc's, so every allocation, the module's included, is tracked.
+//!
+//! Known false positives inside redis-server itself are suppressed with `chaos/valgrind.sup`
+//! (read that file for why each entry is there); everything else valgrind reports fails.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,14 +17,21 @@ use kestrel_testbed::{redis, server_binary, Server};
 
 use crate::Outcome;
 
+/// Suppressions for known false positives in redis-server (not in the module).
+pub const SUPPRESSIONS: &str = include_str!("../valgrind.sup");
+
 /// Writes an executable `redis-server` wrapper into `dir` that runs the real server under
-/// valgrind, one log per process in `log_dir` (`valgrind.<pid>.log`).
+/// valgrind, one log per process in `log_dir` (`valgrind.<pid>.log`), with [`SUPPRESSIONS`]
+/// written next to it.
 pub fn write_wrapper(dir: &Path, log_dir: &Path) -> std::io::Result<PathBuf> {
     let wrapper = dir.join("redis-server");
+    let suppressions = dir.join("redis-known.supp");
+    fs::write(&suppressions, SUPPRESSIONS)?;
     let script = format!(
         "#!/bin/sh\nexec valgrind --leak-check=full --show-leak-kinds=definite,indirect \
          --errors-for-leak-kinds=definite --soname-synonyms=somalloc=libjemalloc.so* \
-         --log-file={}/valgrind.%p.log {} \"$@\"\n",
+         --suppressions={} --log-file={}/valgrind.%p.log {} \"$@\"\n",
+        suppressions.display(),
         log_dir.display(),
         server_binary().display()
     );
@@ -40,8 +50,64 @@ pub struct Summary {
     pub possibly_lost: u64,
     /// Whether the log has a leak summary (the process exited, not killed with SIGKILL).
     pub has_leak_summary: bool,
-    /// Error or leak records that mention the module (`kestrel`).
+    /// Error or leak records with a stack frame in the module (`kestrel`, `redis_module`).
     pub module_records: u64,
+    /// Errors matched by the suppressions (`ERROR SUMMARY: ... (suppressed: N from ...)`).
+    pub suppressed: u64,
+}
+
+/// The records of a valgrind log that carry a stack (errors and shown leaks), each as its
+/// lines without the `==<pid>== ` prefix.
+fn stack_records(log: &str) -> Vec<Vec<&str>> {
+    let mut records = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in log.lines() {
+        let body = match line.strip_prefix("==") {
+            Some(rest) => rest.split_once("== ").map_or("", |(_, body)| body),
+            None => line,
+        };
+        if body.trim().is_empty() {
+            if current.iter().any(|line| is_frame(line)) {
+                records.push(std::mem::take(&mut current));
+            }
+            current.clear();
+        } else {
+            current.push(body);
+        }
+    }
+    if current.iter().any(|line| is_frame(line)) {
+        records.push(current);
+    }
+    records
+}
+
+fn is_frame(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("at 0x") || line.starts_with("by 0x")
+}
+
+fn in_module(record: &[&str]) -> bool {
+    record
+        .iter()
+        .any(|line| is_frame(line) && (line.contains("kestrel") || line.contains("redis_module")))
+}
+
+/// The first record with a stack in the module if any, else the first one, for a failure
+/// message.
+fn first_stack(log: &str) -> Option<String> {
+    let records = stack_records(log);
+    let record = records
+        .iter()
+        .find(|record| in_module(record))
+        .or_else(|| records.first())?;
+    Some(
+        record
+            .iter()
+            .take(24)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n        "),
+    )
 }
 
 /// Reads a valgrind log.
@@ -54,10 +120,17 @@ pub fn summarise(log: &str) -> Summary {
             .and_then(|number| number.parse().ok())
             .unwrap_or(0)
     };
-    let module_records = log
-        .split("\n==")
-        .filter(|record| record.contains("kestrel") && record.contains(" at 0x"))
+    let module_records = stack_records(log)
+        .iter()
+        .filter(|record| in_module(record))
         .count() as u64;
+    let suppressed = log
+        .lines()
+        .filter(|line| line.contains("ERROR SUMMARY: "))
+        .find_map(|line| line.split_once("(suppressed: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|number| number.replace(',', "").parse().ok())
+        .unwrap_or(0);
     Summary {
         errors: bytes_after("ERROR SUMMARY: "),
         definitely_lost: bytes_after("definitely lost: "),
@@ -66,6 +139,7 @@ pub fn summarise(log: &str) -> Summary {
         has_leak_summary: log.contains("LEAK SUMMARY")
             || log.contains("All heap blocks were freed"),
         module_records,
+        suppressed,
     }
 }
 
@@ -204,7 +278,13 @@ pub fn report(dir: &Path) -> Outcome {
         return outcome;
     };
     let (mut logs, mut errors, mut module_records, mut summaries) = (0, 0, 0, 0);
+    let mut suppressed = 0;
     for entry in entries.flatten() {
+        // Only the logs: the folder also holds the wrapper and its suppressions.
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("valgrind.") && name.ends_with(".log")) {
+            continue;
+        }
         let Ok(log) = fs::read_to_string(entry.path()) else {
             continue;
         };
@@ -212,10 +292,12 @@ pub fn report(dir: &Path) -> Outcome {
         logs += 1;
         errors += summary.errors;
         module_records += summary.module_records;
+        suppressed += summary.suppressed;
         summaries += u64::from(summary.has_leak_summary);
         if summary.errors > 0 || summary.module_records > 0 {
+            let stack = first_stack(&log).unwrap_or_else(|| "(no stack in the log)".into());
             outcome.failures.push(format!(
-                "{}: {} errors, {} records in the module",
+                "{}: {} errors, {} records in the module; first:\n        {stack}",
                 entry.path().display(),
                 summary.errors,
                 summary.module_records
@@ -224,8 +306,9 @@ pub fn report(dir: &Path) -> Outcome {
     }
     outcome.note(format!(
         "{logs} server processes under valgrind, {errors} errors, {module_records} records in \
-         the module; {summaries} exited with a leak summary (the rest were killed with SIGKILL \
-         by the testbed, which leaves none)"
+         the module, {suppressed} known Redis errors suppressed (chaos/valgrind.sup); \
+         {summaries} exited with a leak summary (the rest were killed with SIGKILL by the \
+         testbed, which leaves none)"
     ));
     outcome.expect(logs > 0, || "no server ran under valgrind".into());
     outcome
@@ -239,4 +322,41 @@ fn tempdir() -> Result<PathBuf, String> {
     ));
     fs::create_dir_all(&dir).map_err(|error| error.to_string())?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LZF: &str = "==7== Command: /usr/bin/redis-server /tmp/kestrel-server-x/server.conf
+==7== 
+==7== Conditional jump or move depends on uninitialised value(s)
+==7==    at 0x1849B3: lzf_compress (in /usr/bin/redis-check-rdb)
+==7==    by 0x1AA5F5: rdbSaveLzfStringObject (in /usr/bin/redis-check-rdb)
+==7== 
+==7== LEAK SUMMARY:
+==7== ERROR SUMMARY: 35 errors from 1 contexts (suppressed: 2 from 1)
+";
+
+    #[test]
+    fn an_error_in_redis_is_not_in_the_module() {
+        let summary = summarise(LZF);
+        assert_eq!((summary.errors, summary.suppressed), (35, 2));
+        assert_eq!(summary.module_records, 0);
+        assert!(first_stack(LZF)
+            .unwrap()
+            .contains("at 0x1849B3: lzf_compress"));
+    }
+
+    #[test]
+    fn a_module_frame_below_the_top_counts() {
+        let log = "==7== Invalid read of size 8
+==7==    at 0x4C3: memcpy (in /usr/libexec/valgrind/vgpreload_memcheck-amd64-linux.so)
+==7==    by 0x5D1: kestrel::command::ids (in /work/main/target/release/libkestrel.so)
+==7== 
+==7== ERROR SUMMARY: 1 errors from 1 contexts (suppressed: 0 from 0)
+";
+        assert_eq!(summarise(log).module_records, 1);
+        assert!(first_stack(log).unwrap().contains("libkestrel.so"));
+    }
 }
