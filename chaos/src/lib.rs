@@ -160,8 +160,10 @@ impl PingWatch {
     }
 }
 
-/// The slowest PING answer a scenario accepts. Generous: the machine is shared and small.
-pub const PING_LIMIT: Duration = Duration::from_millis(250);
+/// The slowest PING answer a scenario accepts. This is no speed measurement (bench.sh does
+/// that): it only tells a server that stopped answering, say one sleeping or spinning in a
+/// refused call, from one that is slow on a small, shared machine.
+pub const PING_LIMIT: Duration = Duration::from_millis(2_000);
 
 /// [`PING_LIMIT`], or `$KESTREL_PING_LIMIT_MS` when set: scripts/chaos.sh raises it for the
 /// integration suite under valgrind, where every command is many times slower.
