@@ -113,6 +113,7 @@ pub fn status(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
     }
 
     let options = parse_options(args.get(1..).unwrap_or(&[]), STATUS_USAGE, &[])?;
+    check_unnamed(ctx, &options)?;
 
     let snapshot = generators::snapshot(ctx, options.generator)?;
     let now_ms = clock::now_ms();
@@ -161,13 +162,19 @@ fn check_can_generate(ctx: &Context, options: &Options) -> Result<(), KestrelErr
     if REPLICA.load(Ordering::Relaxed) {
         return Err(KestrelError::Replica);
     }
-    if !options.named {
-        if CLUSTER_MODE.load(Ordering::Relaxed) {
-            return Err(KestrelError::ClusterNeedsName);
-        }
-        check_key_permission(ctx, options.generator)?;
+    check_unnamed(ctx, options)
+}
+
+/// A command without `GENERATOR` declares no key: in a cluster it cannot be routed, and the
+/// user's key patterns must be checked here.
+fn check_unnamed(ctx: &Context, options: &Options) -> Result<(), KestrelError> {
+    if options.named {
+        return Ok(());
     }
-    Ok(())
+    if CLUSTER_MODE.load(Ordering::Relaxed) {
+        return Err(KestrelError::ClusterNeedsName);
+    }
+    check_key_permission(ctx, options.generator)
 }
 
 /// Redis checks the key patterns of a user against the declared key, `GENERATOR <name>`.

@@ -24,8 +24,18 @@ pub enum KestrelError {
     BadCount { given: String, max: i64 },
     /// The generator name is empty or holds a brace.
     BadName,
-    /// No shard id stored and none configured.
-    NoShard { key: String },
+    /// No shard id stored, and none configured for this generator.
+    NoShard {
+        key: String,
+        default_generator: bool,
+    },
+    /// Another generator on this server already uses the shard id.
+    ShardTaken {
+        generator: String,
+        shard: u16,
+        other: String,
+        other_database: i32,
+    },
     /// The stored shard id is not an integer from 1 to 1023.
     BadShard { key: String, found: String },
     /// A state key has the wrong type or a value out of range.
@@ -62,10 +72,30 @@ impl fmt::Display for KestrelError {
             Self::BadName => {
                 f.write_str("KESTREL_BADNAME a generator name is non-empty and holds no '{' or '}'")
             }
-            Self::NoShard { key } => write!(
+            Self::NoShard {
+                key,
+                default_generator,
+            } => {
+                write!(
+                    f,
+                    "KESTREL_NOSHARD {key} is missing; SET it to a shard id of its own \
+                     ({MIN_SHARD_ID} to {MAX_SHARD_ID})"
+                )?;
+                if *default_generator {
+                    f.write_str(" or set the module option kestrel.shard-id")?;
+                }
+                Ok(())
+            }
+            Self::ShardTaken {
+                generator,
+                shard,
+                other,
+                other_database,
+            } => write!(
                 f,
-                "KESTREL_NOSHARD {key} is missing; SET it to the generator's shard id \
-                 ({MIN_SHARD_ID} to {MAX_SHARD_ID}) or set the module option kestrel.shard-id"
+                "KESTREL_SHARDTAKEN generator '{generator}' has shard id {shard}, which generator \
+                 '{other}' (database {other_database}) on this server uses too, and their IDs \
+                 would collide; set {{{generator}}}-shard-id to a shard id of its own"
             ),
             Self::BadShard { key, found } => write!(
                 f,
@@ -82,7 +112,9 @@ impl fmt::Display for KestrelError {
                     GenerateError::LeadCapReached { .. } => "KESTREL_LEAD",
                     GenerateError::BeforeEpoch { .. } => "KESTREL_CLOCK",
                     GenerateError::Exhausted => "KESTREL_EXHAUSTED",
-                    GenerateError::ZeroCount => "KESTREL_BADCOUNT",
+                    GenerateError::ZeroCount | GenerateError::TooLongForLeadCap { .. } => {
+                        "KESTREL_BADCOUNT"
+                    }
                 };
                 write!(f, "{code} generator '{generator}': {cause}")
             }

@@ -14,8 +14,8 @@ use kestrel_core::{GenerateError, Generator, Issue, Position, Settings, ShardId}
 use redis_module::key::RedisKey;
 use redis_module::{raw, Context, KeysCursor, RedisString};
 
-use crate::error::KestrelError;
-use crate::{clock, config, stats, store};
+use crate::error::{quote, KestrelError};
+use crate::{clock, commands, config, stats, store};
 
 /// How far a generator in memory can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,9 @@ enum Trust {
 struct Entry {
     generator: Generator,
     trust: Trust,
+    /// The highest place this process issued from the generator, or the fence it started
+    /// above: whatever its keys say later, it never goes below this.
+    floor: Position,
     /// Until this clock reading, someone else (the script) writes this generator's keys too,
     /// so the module stores its exact last place instead of reserving a window: every window
     /// would otherwise be skipped by the next script call, and the generator would ratchet
@@ -45,6 +48,40 @@ const SHARED_MS: u64 = 5_000;
 #[derive(Default)]
 struct Table {
     databases: HashMap<i32, HashMap<Vec<u8>, Entry>>,
+}
+
+impl Table {
+    /// Refuses a shard id that another generator this server serves already uses: the IDs
+    /// of two generators with one shard id collide whenever they share a millisecond.
+    fn check_shard_is_free(
+        &self,
+        shard: ShardId,
+        database: i32,
+        name: &[u8],
+    ) -> Result<(), KestrelError> {
+        let mut others = self
+            .databases
+            .iter()
+            .flat_map(|(&other_database, generators)| {
+                generators
+                    .iter()
+                    .map(move |(other, entry)| (other_database, other, entry))
+            });
+        let clash = others.find(|(other_database, other, entry)| {
+            entry.trust == Trust::Current
+                && entry.generator.shard() == shard
+                && (*other_database, other.as_slice()) != (database, name)
+        });
+        match clash {
+            Some((other_database, other, _)) => Err(KestrelError::ShardTaken {
+                generator: quote(name),
+                shard: shard.get(),
+                other: quote(other),
+                other_database,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 thread_local! {
@@ -72,11 +109,12 @@ pub fn issue(
     let database = selected_database(ctx);
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
-        let generators = table.databases.entry(database).or_default();
 
         // The common case: the generator is in memory and its keys are as it left them.
-        let current = generators
-            .get_mut(name)
+        let current = table
+            .databases
+            .get_mut(&database)
+            .and_then(|generators| generators.get_mut(name))
             .filter(|entry| entry.trust == Trust::Current);
         if let Some(entry) = current {
             let settings = &shared_settings(settings, entry.shared_until_ms, now_ms);
@@ -84,25 +122,35 @@ pub fn issue(
                 .generator
                 .issue(now_ms, count, settings)
                 .map_err(|cause| refusal(name, cause))?;
+            entry.floor = issue.batch.last();
             if let Some(mark) = issue.reserve {
                 store_mark(ctx, name, mark);
             }
             return Ok(issue);
         }
 
-        let entry = generators.get(name);
+        let entry = table
+            .databases
+            .get(&database)
+            .and_then(|generators| generators.get(name));
         let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
-        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms)?;
+        let mut loaded = load(ctx, name, entry, now_ms)?;
+        table.check_shard_is_free(loaded.generator.shard(), database, name)?;
         let settings = &shared_settings(settings, shared_until_ms, now_ms);
-        let issue = match generator.issue(now_ms, count, settings) {
+        let outcome = loaded.generator.issue(now_ms, count, settings);
+
+        let generators = table.databases.entry(database).or_default();
+        let issue = match outcome {
             Ok(issue) => issue,
             Err(cause) => {
-                // Keep a generator just fenced, so the next call continues from this fence
-                // instead of fencing again from a later clock, which would stay a fence ahead
-                // of the clock forever. It reads its keys again, as it has stored nothing.
+                // Keep the floor, which may be a fence just set up: the next call continues
+                // from it instead of fencing again from a later clock, which would stay a
+                // fence ahead of the clock forever. It reads its keys again, as it has
+                // stored nothing.
                 let entry = Entry {
-                    generator,
+                    generator: loaded.generator,
                     trust: Trust::Changed,
+                    floor: loaded.floor,
                     shared_until_ms,
                 };
                 generators.insert(name.to_vec(), entry);
@@ -110,20 +158,19 @@ pub fn issue(
             }
         };
 
-        if let Some(shard) = shard_to_write {
+        if let Some(shard) = loaded.shard_to_write {
             store::write_shard(ctx, name, shard);
         }
         if let Some(mark) = issue.reserve {
             store_mark(ctx, name, mark);
         }
-        generators.insert(
-            name.to_vec(),
-            Entry {
-                generator,
-                trust: Trust::Current,
-                shared_until_ms,
-            },
-        );
+        let entry = Entry {
+            generator: loaded.generator,
+            trust: Trust::Current,
+            floor: issue.batch.last(),
+            shared_until_ms,
+        };
+        generators.insert(name.to_vec(), entry);
         Ok(issue)
     })
 }
@@ -174,29 +221,34 @@ pub fn snapshot(ctx: &Context, name: &[u8]) -> Result<Snapshot, KestrelError> {
 fn fence_one(ctx: &Context, database: i32, name: &[u8], now_ms: u64) -> Result<(), KestrelError> {
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
-        let generators = table.databases.entry(database).or_default();
-        let entry = generators.get(name);
+        let entry = table
+            .databases
+            .get(&database)
+            .and_then(|generators| generators.get(name));
         if entry.is_some_and(|entry| entry.trust == Trust::Current) {
             return Ok(());
         }
+        let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
 
-        let (mut generator, shard_to_write) = load(ctx, name, entry, now_ms)?;
+        let mut loaded = load(ctx, name, entry, now_ms)?;
 
-        if let Some(shard) = shard_to_write {
+        if let Some(shard) = loaded.shard_to_write {
             store::write_shard(ctx, name, shard);
         }
-        if let Some(mark) = generator.reserve_to_last() {
+        if let Some(mark) = loaded.generator.reserve_to_last() {
             store_mark(ctx, name, mark);
         }
-        let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
-        generators.insert(
-            name.to_vec(),
-            Entry {
-                generator,
-                trust: Trust::Current,
-                shared_until_ms,
-            },
-        );
+        let entry = Entry {
+            generator: loaded.generator,
+            trust: Trust::Current,
+            floor: loaded.floor,
+            shared_until_ms,
+        };
+        table
+            .databases
+            .entry(database)
+            .or_default()
+            .insert(name.to_vec(), entry);
         Ok(())
     })
 }
@@ -277,56 +329,66 @@ fn mark_all(trust: Trust) {
 
 /// Builds a generator from its keys. Returns the shard id to write when the key was missing
 /// and the `shard-id` option fills it; the caller writes it only once the call succeeds.
+/// A generator built from its keys and what this process knows of it.
+struct Loaded {
+    generator: Generator,
+    /// What the generator must stay above (see [`Entry::floor`]).
+    floor: Position,
+    /// The shard id to write when the key was missing and the `shard-id` option fills it;
+    /// written only once the call succeeds.
+    shard_to_write: Option<ShardId>,
+}
+
+/// Builds a generator from its keys. A generator this process has not served since data was
+/// loaded or the role changed starts above a fence; one whose keys someone else changed
+/// starts above what this process issued.
 fn load(
     ctx: &Context,
     name: &[u8],
     entry: Option<&Entry>,
     now_ms: u64,
-) -> Result<(Generator, Option<ShardId>), KestrelError> {
+) -> Result<Loaded, KestrelError> {
     stats::KEY_READS.add(1);
     let stored = store::read(ctx, name)?;
     let (shard, shard_to_write) = match stored.shard {
         Some(shard) => (shard, None),
         None => {
-            let configured = ShardId::new(config::get(&config::SHARD_ID)).map_err(|_| {
-                KestrelError::NoShard {
-                    key: crate::error::quote(&store::key_name(name, store::SHARD_ID_SUFFIX)),
-                }
-            })?;
+            let configured = (name == commands::DEFAULT_GENERATOR)
+                .then(|| ShardId::new(config::get(&config::SHARD_ID)).ok())
+                .flatten()
+                .ok_or_else(|| KestrelError::NoShard {
+                    key: quote(&store::key_name(name, store::SHARD_ID_SUFFIX)),
+                    default_generator: name == commands::DEFAULT_GENERATOR,
+                })?;
             (configured, Some(configured))
         }
     };
 
-    let fence_ms = config::get(&config::FENCE_MS).unsigned_abs();
-    let fence_settings = config::fence_settings();
-    let generator = match entry {
-        Some(entry) if entry.trust == Trust::Changed => entry
-            .generator
-            .rebase(shard, own_floor(entry, shard))
-            .rebase(shard, stored.mark),
-        Some(entry) => {
-            stats::FENCES.add(1);
-            let floor = stored.mark.max(own_floor(entry, shard));
-            let fenced = Generator::resume_fenced(shard, floor, now_ms, fence_ms, &fence_settings);
-            fenced.rebase(shard, stored.mark)
-        }
-        None => {
-            stats::FENCES.add(1);
-            Generator::resume_fenced(shard, stored.mark, now_ms, fence_ms, &fence_settings)
-        }
+    let fence = || {
+        stats::FENCES.add(1);
+        let fence_ms = config::get(&config::FENCE_MS).unsigned_abs();
+        Generator::fence(now_ms, fence_ms, &config::fence_settings())
     };
-    Ok((generator, shard_to_write))
+    let floor = match entry {
+        Some(entry) if entry.trust == Trust::Changed => own_floor(entry, shard),
+        Some(entry) => own_floor(entry, shard).max(fence()),
+        None => fence(),
+    };
+    Ok(Loaded {
+        generator: Generator::resume(shard, floor).rebase(shard, stored.mark),
+        floor,
+        shard_to_write,
+    })
 }
 
 /// The place a generator in memory continues above: its last place, or the end of that
 /// millisecond when its shard id changed, since IDs with a lower shard id would sort the rest of
 /// the millisecond below the ones already issued.
 fn own_floor(entry: &Entry, shard: ShardId) -> Position {
-    let last = entry.generator.last();
     if entry.generator.shard() == shard {
-        last
+        entry.floor
     } else {
-        Position::end_of(last.unix_ms())
+        Position::end_of(entry.floor.unix_ms())
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 
-use kestrel_core::{parse_decimal_i64, Position, ShardId, MAX_SEQUENCE};
+use kestrel_core::{parse_decimal_i64, Position, ShardId, LAST_MS, MAX_SEQUENCE};
 use redis_module::{Context, KeyType, NotifyEvent, RedisString};
 
 use crate::error::{quote, KestrelError};
@@ -70,7 +70,7 @@ pub fn read(ctx: &Context, generator: &[u8]) -> Result<Stored, KestrelError> {
 
     let lock_key = key_name(generator, LOCK_SUFFIX);
     let lock_ms = read_integer(ctx, &lock_key)?
-        .map(|raw| raw.parse_in(0, i64::MAX))
+        .map(|raw| raw.parse_in(0, LAST_MS as i64))
         .transpose()?;
     let sequence_key = key_name(generator, SEQUENCE_SUFFIX);
     let sequence = read_integer(ctx, &sequence_key)?

@@ -84,6 +84,9 @@ pub enum GenerateError {
     Exhausted,
     /// The batch would end more than the lead cap ahead of the clock.
     LeadCapReached { lead_ms: u64, cap_ms: u64 },
+    /// The batch spans more milliseconds than the lead cap allows even from the clock's own
+    /// millisecond, so waiting would never make room for it.
+    TooLongForLeadCap { count: u64, max: u64 },
 }
 
 impl GenerateError {
@@ -107,6 +110,11 @@ impl fmt::Display for GenerateError {
             Self::Exhausted => write!(
                 f,
                 "the 41-bit time space ends at Unix ms {LAST_MS}; no more IDs can be made"
+            ),
+            Self::TooLongForLeadCap { count, max } => write!(
+                f,
+                "a batch of {count} IDs spans more milliseconds than the lead cap allows; ask \
+                 for at most {max} at once, or raise the lead cap"
             ),
             Self::LeadCapReached { lead_ms, cap_ms } => write!(
                 f,
@@ -245,13 +253,19 @@ impl Generator {
         fence_ms: u64,
         settings: &Settings,
     ) -> Self {
+        Self {
+            last: stored.max(Self::fence(now_ms, fence_ms, settings)),
+            ..Self::resume(shard, stored)
+        }
+    }
+
+    /// The place a fence starts above: the end of the millisecond before
+    /// `now + lead_cap_ms + fence_ms` (see [`Generator::resume_fenced`]).
+    pub fn fence(now_ms: u64, fence_ms: u64, settings: &Settings) -> Position {
         let fence = now_ms
             .saturating_add(settings.lead_cap_ms)
             .saturating_add(fence_ms);
-        Self {
-            last: stored.max(Position::end_of(fence.saturating_sub(1))),
-            ..Self::resume(shard, stored)
-        }
+        Position::end_of(fence.saturating_sub(1))
     }
 
     /// The same generator after its keys changed under it (another writer, a deletion, a
@@ -301,6 +315,14 @@ impl Generator {
     ) -> Result<Issue, GenerateError> {
         if count == 0 {
             return Err(GenerateError::ZeroCount);
+        }
+        // From the clock's own millisecond, a batch ends `span - 1` milliseconds ahead.
+        let max = settings
+            .lead_cap_ms
+            .saturating_add(1)
+            .saturating_mul(SEQUENCES_PER_MS);
+        if count > max {
+            return Err(GenerateError::TooLongForLeadCap { count, max });
         }
         if now_ms < EPOCH_MS {
             return Err(GenerateError::BeforeEpoch { now_ms });
@@ -509,6 +531,25 @@ mod tests {
         assert_eq!(generator, before);
         let allowed = generator.issue(NOW + 1, 1, &settings(5, 0)).unwrap();
         assert_eq!(allowed.lead_ms, 5);
+    }
+
+    #[test]
+    fn a_batch_longer_than_the_cap_allows_is_refused_for_good() {
+        let mut generator = Generator::resume(shard(1), Position::ORIGIN);
+        let cap = settings(2, 0);
+
+        let longest = generator.issue(NOW, 3 * 4096, &cap);
+        let too_long = generator.issue(NOW + 10, 3 * 4096 + 1, &cap);
+
+        assert!(longest.is_ok());
+        assert_eq!(
+            too_long,
+            Err(GenerateError::TooLongForLeadCap {
+                count: 3 * 4096 + 1,
+                max: 3 * 4096
+            })
+        );
+        assert_eq!(too_long.unwrap_err().retry_after_ms(), None);
     }
 
     #[test]

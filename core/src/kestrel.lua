@@ -17,8 +17,10 @@ ID is ((ms - 1451566800000) << 22) | (shard << 12) | sequence for sequence = sta
 
 Errors: "Logical shard ID out of range" when the shard id is missing or outside
 [ARGV[2], ARGV[3]]; "KESTREL_BADCOUNT", "KESTREL_BADARG" and "KESTREL_BADSTATE" for a bad
-count, bad arguments or state keys holding something other than decimal integers. Nothing is
-written when an error is returned.
+count, bad arguments (ARGV beyond the ID layout: max sequence above 4095, shard ids outside
+1..1023) or state keys holding something other than decimal integers in range;
+"KESTREL_CLOCK" for a time before the epoch and "KESTREL_EXHAUSTED" past the end of the
+41-bit space. Nothing is written when an error is returned.
 ]==]
 
 local function integer(text)
@@ -28,9 +30,12 @@ local function integer(text)
   return tonumber(text)
 end
 
+local EPOCH_MS = 1451566800000
+local LAST_MS = EPOCH_MS + 2199023255551
+
 -- Reads a state key: its number, `default` when it is missing, or nil and an error reply when
--- it holds another type or something other than a non-negative decimal integer.
-local function read_state(key, default)
+-- it holds another type or something other than a decimal integer from 0 to `max`.
+local function read_state(key, default, max)
   local value = redis.pcall('GET', key)
   if type(value) == 'table' and value.err then
     return nil, redis.error_reply('KESTREL_BADSTATE key ' .. key ..
@@ -40,11 +45,17 @@ local function read_state(key, default)
     return default
   end
   local number = integer(value)
-  if number == nil or number < 0 then
+  if number == nil or number < 0 or number > max then
     return nil, redis.error_reply('KESTREL_BADSTATE key ' .. key ..
-      ' does not hold a non-negative decimal integer; delete it or fix it')
+      ' does not hold a decimal integer from 0 to ' .. string.format('%d', max) ..
+      '; delete it or fix it')
   end
   return number
+end
+
+if #KEYS ~= 3 then
+  return redis.error_reply('KESTREL_BADARG expected 3 KEYS: lock key, sequence key, ' ..
+    'shard-id key')
 end
 
 local max_sequence = integer(ARGV[1])
@@ -54,6 +65,11 @@ local count = integer(ARGV[4])
 if max_sequence == nil or min_shard == nil or max_shard == nil or count == nil then
   return redis.error_reply('KESTREL_BADARG expected ARGV: max sequence, min shard id, ' ..
     'max shard id, count[, now in Unix ms], all decimal integers')
+end
+if max_sequence < 0 or max_sequence > 4095 or min_shard < 1 or max_shard > 1023
+    or min_shard > max_shard then
+  return redis.error_reply('KESTREL_BADARG ARGV must fit the ID layout: max sequence 0 to ' ..
+    '4095, shard ids 1 to 1023 with min <= max')
 end
 if count < 1 or count > max_sequence + 1 then
   return redis.error_reply('KESTREL_BADCOUNT count must be an integer from 1 to ' ..
@@ -70,18 +86,22 @@ else
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
+if now < EPOCH_MS then
+  return redis.error_reply('KESTREL_CLOCK the time ' .. string.format('%d', now) ..
+    ' is before the ID epoch ' .. string.format('%d', EPOCH_MS))
+end
 
-local shard = read_state(KEYS[3], nil)
+local shard = read_state(KEYS[3], nil, max_shard)
 if shard == nil or shard < min_shard or shard > max_shard then
   return redis.error_reply('Logical shard ID out of range: ' .. KEYS[3] ..
     ' must hold an integer from ' .. min_shard .. ' to ' .. max_shard)
 end
 
-local last_ms, lock_error = read_state(KEYS[1], -1)
+local last_ms, lock_error = read_state(KEYS[1], -1, LAST_MS)
 if lock_error then
   return lock_error
 end
-local last_sequence, sequence_error = read_state(KEYS[2], max_sequence)
+local last_sequence, sequence_error = read_state(KEYS[2], max_sequence, max_sequence)
 if sequence_error then
   return sequence_error
 end
@@ -97,6 +117,11 @@ if used == last_ms then
     start_sequence = 0
     end_sequence = count - 1
   end
+end
+
+if used > LAST_MS then
+  return redis.error_reply('KESTREL_EXHAUSTED the 41-bit time space ends at Unix ms ' ..
+    string.format('%d', LAST_MS) .. '; no more IDs can be made')
 end
 
 redis.call('SET', KEYS[1], string.format('%d', used))
