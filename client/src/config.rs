@@ -451,14 +451,15 @@ impl ConfigBuilder {
             None => generator_from_key_names(&env)?,
         };
         check_generator_name(&generator)?;
-        let shard_id = match self.shard_id {
-            Some(shard) => Some(shard),
-            None => env_number("KESTREL_SHARD_ID")?,
+        // The error names where the bad value came from.
+        let (shard_id, source) = match self.shard_id {
+            Some(shard) => (Some(shard), "shard_id"),
+            None => (env_number("KESTREL_SHARD_ID")?, "KESTREL_SHARD_ID"),
         };
         let shard_id = shard_id
             .map(ShardId::new)
             .transpose()
-            .map_err(|error| Error::config(format!("KESTREL_SHARD_ID: {error}")))?;
+            .map_err(|error| Error::config(format!("{source}: {error}")))?;
 
         Ok(Config {
             topology,
@@ -722,6 +723,18 @@ mod tests {
         for case in cases {
             assert_eq!(case.unwrap_err().kind(), crate::ErrorKind::Config);
         }
+    }
+
+    #[test]
+    fn a_bad_shard_id_is_named_where_it_came_from() {
+        let set = build(Config::builder().shard_id(5000), &[]).unwrap_err();
+        let from_env = build(Config::builder(), &[("KESTREL_SHARD_ID", "5000")]).unwrap_err();
+
+        assert!(set.to_string().starts_with("shard_id:"), "{set}");
+        assert!(
+            from_env.to_string().starts_with("KESTREL_SHARD_ID:"),
+            "{from_env}"
+        );
     }
 
     #[test]

@@ -217,6 +217,30 @@ impl Error {
         }
     }
 
+    /// A generator asks for a longer wait than the failover timeout has left: giving up at
+    /// once rather than retrying until the timeout runs out.
+    pub(crate) fn lead_too_long(
+        waited: Duration,
+        pause: Duration,
+        timeout: Duration,
+        last: &Error,
+    ) -> Self {
+        Self {
+            code: last.code.clone(),
+            ..Self::new(
+                ErrorKind::Timeout,
+                format!(
+                    "gave up at once: the generator runs so far ahead of the server's clock that \
+                     the next IDs need a wait of {} ms, more than the {} ms left of the {} ms \
+                     failover timeout (was the server's clock set back?); last error: {last}",
+                    pause.as_millis(),
+                    timeout.saturating_sub(waited).as_millis(),
+                    timeout.as_millis()
+                ),
+            )
+        }
+    }
+
     pub(crate) fn timeout(waited: Duration, last: &Error) -> Self {
         Self::new(
             ErrorKind::Timeout,
@@ -243,7 +267,8 @@ fn lead_wait(detail: &str) -> Duration {
         .filter_map(|pair| pair[0].parse::<u64>().ok())
         .next_back()
         .unwrap_or(1);
-    Duration::from_millis(millis.clamp(1, 5_000))
+    // No ceiling: a wait longer than the failover timeout is the caller's cue to give up.
+    Duration::from_millis(millis.max(1))
 }
 
 impl fmt::Display for Error {
@@ -320,6 +345,10 @@ mod tests {
             Duration::from_millis(12)
         );
         assert_eq!(lead_wait("no number"), Duration::from_millis(1));
-        assert_eq!(lead_wait("retry in 99999 ms"), Duration::from_millis(5_000));
+        assert_eq!(lead_wait("retry in 0 ms"), Duration::from_millis(1));
+        assert_eq!(
+            lead_wait("retry in 3598945 ms"),
+            Duration::from_millis(3_598_945)
+        );
     }
 }

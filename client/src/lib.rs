@@ -273,10 +273,14 @@ impl Kestrel {
                     backoff(attempt)
                 }
             };
-            if waited + pause > self.shared.config.failover_timeout {
+            let timeout = self.shared.config.failover_timeout;
+            if waited.saturating_add(pause) > timeout {
                 self.shared.events.emit(Event::Error {
                     message: error.to_string(),
                 });
+                if error.kind() == ErrorKind::Lead {
+                    return Err(Error::lead_too_long(waited, pause, timeout, &error));
+                }
                 return Err(Error::timeout(waited, &error));
             }
             tracing::debug!(%error, attempt, "kestrel: retrying");

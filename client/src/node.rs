@@ -128,35 +128,28 @@ impl Node {
     }
 
     /// The module answers `KESTREL.STATUS`; a server without it calls the command unknown.
-    /// `COMMAND INFO` covers users whose ACL forbids `KESTREL.STATUS`.
+    /// Redis looks a command up before it checks the user's rights or routes the key, so any
+    /// other answer proves the module is there: an error from the module (KESTREL_NOSHARD
+    /// and friends), NOPERM (the user may not run the command, or not on this generator; the
+    /// calls that follow report it), or a cluster redirect.
     async fn detect_path(&self, generator: &str) -> Result<Path, Error> {
         let status = redis::cmd("KESTREL.STATUS")
             .arg("GENERATOR")
             .arg(generator)
             .to_owned();
         match self.query::<Value>(&status).await {
-            Ok(_) => return Ok(Path::Module),
-            Err(error) if is_unknown_command(&error) => {
-                return Ok(Path::Script);
-            }
-            Err(error) if error.kind() == ErrorKind::Permission => {}
-            // KESTREL_NOSHARD and friends still prove the module is there, and so does a
-            // cluster redirect: Redis looks the command up before it routes the key.
+            Ok(_) => Ok(Path::Module),
+            Err(error) if is_unknown_command(&error) => Ok(Path::Script),
             Err(error)
-                if error.kind() == ErrorKind::Topology
+                if matches!(error.kind(), ErrorKind::Permission | ErrorKind::Topology)
                     || error
                         .code()
                         .is_some_and(|code| code.starts_with("KESTREL_")) =>
             {
-                return Ok(Path::Module);
+                Ok(Path::Module)
             }
-            Err(error) => return Err(error),
+            Err(error) => Err(error),
         }
-        let info: Vec<Value> = self
-            .query(redis::cmd("COMMAND").arg("INFO").arg("kestrel.id"))
-            .await?;
-        let loaded = info.iter().any(|entry| !matches!(entry, Value::Nil));
-        Ok(if loaded { Path::Module } else { Path::Script })
     }
 
     /// The shard id stored in `{generator}-shard-id`, or `None` when the key is missing. Users

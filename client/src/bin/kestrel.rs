@@ -1,11 +1,11 @@
 //! `kestrel`: get, decode and benchmark Kestrel IDs from the command line.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kestrel_client::{Address, Config, Id, Kestrel, Path};
+use kestrel_client::{Address, Config, ErrorKind, Id, Kestrel, Path};
 use tracing_subscriber::filter::LevelFilter;
 
 #[derive(Parser)]
@@ -66,8 +66,13 @@ struct Connection {
     #[arg(long, env = "KESTREL_GENERATOR", global = true)]
     generator: Option<String>,
 
-    /// The shard id to set up where none is stored (standalone and Sentinel).
-    #[arg(long, env = "KESTREL_SHARD_ID", global = true)]
+    /// The shard id to set up where none is stored (standalone and Sentinel), 1 to 1023.
+    #[arg(
+        long,
+        env = "KESTREL_SHARD_ID",
+        global = true,
+        value_parser = clap::value_parser!(i64).range(MIN_SHARD_ID..=MAX_SHARD_ID)
+    )]
     shard_id: Option<i64>,
 }
 
@@ -77,17 +82,22 @@ enum Command {
     Id,
     /// Print N IDs, one a line.
     Ids {
-        /// How many.
+        /// How many, at least 1.
+        #[arg(
+            allow_negative_numbers = true,
+            value_parser = parse_at_least_one::<usize>
+        )]
         count: usize,
-        /// int: one number a line; string: one quoted number a line; json: an array of strings.
+        /// int: one decimal number a line; string: one JSON string a line (the number in
+        /// double quotes); json: one JSON array of strings.
         #[arg(long, value_enum, default_value_t = Format::Int)]
         format: Format,
     },
     /// Show what IDs are made of: time, shard id, sequence. Needs no server.
     Decode {
         /// IDs as decimal numbers.
-        #[arg(required = true)]
-        ids: Vec<String>,
+        #[arg(required = true, allow_negative_numbers = true, value_parser = parse_id)]
+        ids: Vec<Id>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -97,14 +107,48 @@ enum Command {
     /// Print each generator's state: address, role, module or script, shard id, last ms, lead.
     Status,
     /// Measure IDs per second from the module and from the script on the same server(s).
+    ///
+    /// The benchmark never touches the generator that `id` and `ids` use: it takes its IDs
+    /// from two generators of its own, GENERATOR-bench-module and GENERATOR-bench-script
+    /// (GENERATOR is --generator, `kestrel` by default), and throws them away. Their state
+    /// keys ({NAME}-shard-id, {NAME}-generator-lock, {NAME}-generator-sequence) stay behind.
+    /// Their shard id is --shard-id, else the module's `shard-id` option, else 1; in a
+    /// cluster each master gets a bench generator with a shard id of its own, as `setup`
+    /// would give it. An ACL user needs key patterns that allow those names.
+    #[command(verbatim_doc_comment)]
     Bench {
-        /// Seconds per pattern.
-        #[arg(long, default_value_t = 3.0)]
+        /// Seconds per pattern, above 0 and at most 600.
+        #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
         seconds: f64,
-        /// IDs per call in the batched pattern.
-        #[arg(long, default_value_t = 100)]
+        /// IDs per call in the batched pattern, at least 1.
+        #[arg(long, default_value_t = 100, value_parser = parse_at_least_one::<u64>)]
         batch: u64,
     },
+}
+
+const MIN_SHARD_ID: i64 = kestrel_core::MIN_SHARD_ID as i64;
+const MAX_SHARD_ID: i64 = kestrel_core::MAX_SHARD_ID as i64;
+
+fn parse_id(text: &str) -> Result<Id, String> {
+    text.parse::<Id>()
+        .map_err(|error| format!("not an ID: {error}"))
+}
+
+fn parse_at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(
+    text: &str,
+) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(number) if number >= T::from(1) => Ok(number),
+        _ => Err("expected a whole number, at least 1".to_owned()),
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 600.0 => Ok(seconds),
+        Ok(_) => Err("must be above 0 and at most 600".to_owned()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,6 +167,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_max_level(level)
         .with_target(false)
         .init();
@@ -201,12 +246,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             print_table(&rows, &mut out).map_err(text)
         }
         Command::Bench { seconds, batch } => {
-            if !(seconds > 0.0 && seconds <= 600.0) {
-                return Err("--seconds must be above 0 and at most 600".to_owned());
-            }
-            if batch == 0 {
-                return Err("--batch must be at least 1".to_owned());
-            }
             bench(
                 &cli.connection,
                 Duration::from_secs_f64(seconds),
@@ -223,11 +262,34 @@ fn text(error: impl std::fmt::Display) -> String {
 }
 
 async fn connect(flags: &Connection, script_only: bool) -> Result<Kestrel, String> {
-    let config = config(flags, script_only)?;
-    Kestrel::connect(config).await.map_err(text)
+    connect_to(config(flags, script_only)?).await
+}
+
+async fn connect_to(config: Config) -> Result<Kestrel, String> {
+    let generator = config.generator().to_owned();
+    Kestrel::connect(config).await.map_err(|error| {
+        if error.kind() == ErrorKind::Permission {
+            format!(
+                "{error} (the user's ACL key patterns must allow the generator {generator:?}: \
+                 ~{generator} for the module, ~{{{generator}}}-* for the script; choose another \
+                 with --generator or KESTREL_GENERATOR)"
+            )
+        } else {
+            error.to_string()
+        }
+    })
 }
 
 fn config(flags: &Connection, script_only: bool) -> Result<Config, String> {
+    config_for(flags, script_only, None)
+}
+
+/// The configuration from the flags, with `generator` in place of the configured one.
+fn config_for(
+    flags: &Connection,
+    script_only: bool,
+    generator: Option<&str>,
+) -> Result<Config, String> {
     let mut builder = Config::builder().script_only(script_only);
     if let Some(url) = &flags.url {
         builder = builder.url(url);
@@ -249,7 +311,7 @@ fn config(flags: &Connection, script_only: bool) -> Result<Config, String> {
             std::fs::read(path).map_err(|error| format!("--tls-ca {}: {error}", path.display()))?;
         builder = builder.tls_root_certificate(pem);
     }
-    if let Some(generator) = &flags.generator {
+    if let Some(generator) = generator.or(flags.generator.as_deref()) {
         builder = builder.generator(generator);
     }
     if let Some(shard_id) = flags.shard_id {
@@ -271,14 +333,7 @@ fn print_ids(ids: &[Id], format: Format, out: &mut impl Write) -> io::Result<()>
     out.flush()
 }
 
-fn decode(texts: &[String], json: bool, out: &mut impl Write) -> Result<(), String> {
-    let ids = texts
-        .iter()
-        .map(|text| {
-            text.parse::<Id>()
-                .map_err(|error| format!("{text:?} is not an ID: {error}"))
-        })
-        .collect::<Result<Vec<Id>, String>>()?;
+fn decode(ids: &[Id], json: bool, out: &mut impl Write) -> Result<(), String> {
     if json {
         let items: Vec<String> = ids
             .iter()
@@ -296,7 +351,7 @@ fn decode(texts: &[String], json: bool, out: &mut impl Write) -> Result<(), Stri
         return writeln!(out, "[{}]", items.join(",")).map_err(text);
     }
     let mut rows = vec![row(["id", "time (UTC)", "unix ms", "shard id", "sequence"])];
-    for id in ids {
+    for id in ids.iter() {
         rows.push(row([
             id.to_string(),
             utc_time(id.unix_ms()),
@@ -377,8 +432,12 @@ async fn bench(
     batch: u64,
     out: &mut impl Write,
 ) -> Result<(), String> {
-    let auto = connect(flags, false).await?;
-    let script = connect(flags, true).await?;
+    // Generators of the benchmark's own, so that the real one keeps its state untouched.
+    let base = config(flags, false)?.generator().to_owned();
+    let module_generator = format!("{base}-bench-module");
+    let script_generator = format!("{base}-bench-script");
+    let auto = connect_to(config_for(flags, false, Some(&module_generator))?).await?;
+    let script = connect_to(config_for(flags, true, Some(&script_generator))?).await?;
     let has_module = auto
         .plan()
         .await
@@ -395,16 +454,23 @@ async fn bench(
     clients.push((Path::Script, &script));
 
     let total = each * (clients.len() as u32 * 2);
+    let show_progress = io::stderr().is_terminal();
     let started = Instant::now();
     let mut results = Vec::new();
     for (path, client) in clients {
         for per_call in [1, batch] {
             let label = format!("{} x{per_call}", path.name());
-            let measure = run_pattern(client, path, per_call, each, started, total, &label).await?;
-            results.push(measure);
+            let progress = show_progress.then_some(Progress {
+                started,
+                total,
+                label: &label,
+            });
+            results.push(run_pattern(client, path, per_call, each, progress).await?);
         }
     }
-    eprintln!();
+    if show_progress {
+        eprintln!();
+    }
 
     let mut rows = vec![row([
         "path",
@@ -428,14 +494,19 @@ async fn bench(
     print_table(&rows, out).map_err(text)
 }
 
+/// The progress line on a terminal: where the whole benchmark is, and the pattern running.
+struct Progress<'a> {
+    started: Instant,
+    total: Duration,
+    label: &'a str,
+}
+
 async fn run_pattern(
     client: &Kestrel,
     path: Path,
     per_call: u64,
     each: Duration,
-    bench_started: Instant,
-    bench_total: Duration,
-    label: &str,
+    progress: Option<Progress<'_>>,
 ) -> Result<Measure, String> {
     let started = Instant::now();
     let mut calls = 0u64;
@@ -450,12 +521,16 @@ async fn run_pattern(
             ids += client.get_ids(per_call as usize).await.map_err(text)?.len() as u64;
         }
         calls += 1;
-        if shown.elapsed() >= Duration::from_millis(100) {
-            progress(bench_started.elapsed(), bench_total, label);
-            shown = Instant::now();
+        if let Some(progress) = &progress {
+            if shown.elapsed() >= Duration::from_millis(100) {
+                progress.show();
+                shown = Instant::now();
+            }
         }
     }
-    progress(bench_started.elapsed(), bench_total, label);
+    if let Some(progress) = &progress {
+        progress.show();
+    }
     Ok(Measure {
         path,
         per_call,
@@ -465,18 +540,23 @@ async fn run_pattern(
     })
 }
 
-fn progress(done: Duration, total: Duration, label: &str) {
-    const WIDTH: usize = 30;
-    let fraction = (done.as_secs_f64() / total.as_secs_f64()).clamp(0.0, 1.0);
-    let filled = (fraction * WIDTH as f64).round() as usize;
-    eprint!(
-        "\r[{}{}] {:>3.0}% {label:<16}",
-        "#".repeat(filled),
-        "-".repeat(WIDTH - filled),
-        fraction * 100.0
-    );
-    // A progress line that fails to show is not worth failing the benchmark for.
-    let _ = io::stderr().flush();
+impl Progress<'_> {
+    /// Redraws the line in place (`\r`), which only a terminal shows as meant.
+    fn show(&self) {
+        const WIDTH: usize = 30;
+        let done = self.started.elapsed().as_secs_f64();
+        let fraction = (done / self.total.as_secs_f64()).clamp(0.0, 1.0);
+        let filled = (fraction * WIDTH as f64).round() as usize;
+        eprint!(
+            "\r[{}{}] {:>3.0}% {:<16}",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            fraction * 100.0,
+            self.label
+        );
+        // A progress line that fails to show is not worth failing the benchmark for.
+        let _ = io::stderr().flush();
+    }
 }
 
 #[cfg(test)]
@@ -492,10 +572,11 @@ mod tests {
 
     #[test]
     fn decode_prints_a_table_and_json() {
+        let id = parse_id("1446325212348944384").unwrap();
         let mut table = Vec::new();
         let mut json = Vec::new();
-        decode(&["1446325212348944384".to_owned()], false, &mut table).unwrap();
-        decode(&["1446325212348944384".to_owned()], true, &mut json).unwrap();
+        decode(&[id], false, &mut table).unwrap();
+        decode(&[id], true, &mut json).unwrap();
 
         let table = String::from_utf8(table).unwrap();
         assert!(table.contains("2026-12-04T15:20:02.047Z"));
@@ -504,7 +585,8 @@ mod tests {
             "[{\"id\":\"1446325212348944384\",\"unix_ms\":1796397602047,\
              \"time\":\"2026-12-04T15:20:02.047Z\",\"shard_id\":1,\"sequence\":0}]"
         );
-        assert!(decode(&["x".to_owned()], false, &mut Vec::new()).is_err());
+        assert!(parse_id("x").is_err());
+        assert!(parse_id("-1").is_err());
     }
 
     #[test]
@@ -518,9 +600,26 @@ mod tests {
             }
         ));
 
-        let bad = Cli::try_parse_from(["kestrel", "ids", "five"])
+        let bad = [
+            &["kestrel", "ids", "five"][..],
+            &["kestrel", "ids", "0"],
+            &["kestrel", "ids", "-1"],
+            &["kestrel", "decode", "abc"],
+            &["kestrel", "decode", "-1"],
+            &["kestrel", "--shard-id", "5000", "id"],
+            &["kestrel", "--shard-id", "0", "id"],
+            &["kestrel", "bench", "--batch", "0"],
+            &["kestrel", "bench", "--seconds", "0"],
+        ];
+        for args in bad {
+            let error = Cli::try_parse_from(args).err().unwrap();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+        let negative = Cli::try_parse_from(["kestrel", "decode", "-1"])
             .err()
             .unwrap();
-        assert_eq!(bad.exit_code(), 2);
+        assert!(negative.to_string().contains("not an ID"), "{negative}");
+        let shard = Cli::try_parse_from(["kestrel", "id", "--shard-id", "1023"]).unwrap();
+        assert_eq!(shard.connection.shard_id, Some(1023));
     }
 }
