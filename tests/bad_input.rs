@@ -7,8 +7,8 @@ use std::panic::{self, AssertUnwindSafe};
 
 use common::redis::Connection;
 use common::{
-    assert_above, error_line, error_of, ids, info_number, keyspace, module_server, run, Form, Keys,
-    DEFAULT_GENERATOR,
+    assert_above, error_line, error_of, ids, info_number, keyspace, module_server, run, set_option,
+    Form, Keys, DEFAULT_GENERATOR,
 };
 use kestrel_testbed::Server;
 
@@ -16,6 +16,8 @@ use kestrel_testbed::Server;
 struct BadInput {
     setup: &'static [&'static [&'static str]],
     words: &'static [&'static str],
+    /// The words follow `EVALSHA <the script's sha>`: a call of the Lua script.
+    script: bool,
     code: &'static str,
     mentions: &'static str,
 }
@@ -28,6 +30,23 @@ const fn bad(
     BadInput {
         setup: &[],
         words,
+        script: false,
+        code,
+        mentions,
+    }
+}
+
+/// The script called with `words` (number of keys, KEYS, ARGV) after `setup`.
+const fn bad_script(
+    setup: &'static [&'static [&'static str]],
+    words: &'static [&'static str],
+    code: &'static str,
+    mentions: &'static str,
+) -> BadInput {
+    BadInput {
+        setup,
+        words,
+        script: true,
         code,
         mentions,
     }
@@ -37,6 +56,7 @@ const fn bad_state(setup: &'static [&'static [&'static str]], code: &'static str
     BadInput {
         setup,
         words: &["KESTREL.ID"],
+        script: false,
         code,
         mentions: "{kestrel}-",
     }
@@ -50,9 +70,15 @@ const ARITY: &str = "ERR wrong number of arguments";
 const LOCK: &str = "{kestrel}-generator-lock";
 const SEQUENCE: &str = "{kestrel}-generator-sequence";
 const SHARD: &str = "{kestrel}-shard-id";
+/// One past the last millisecond of the ID space.
+const PAST_LAST_MS: &str = "3650590055552";
+const BEFORE_EPOCH_MS: &str = "1451566799999";
+const LAYOUT: &str = "must fit the ID layout";
+/// The server's lead cap, which a case's setup may lower.
+const LEAD_CAP_MS: i64 = 1_000;
 
-/// The server runs with `max-batch 5000` and no `shard-id` option; before each case the
-/// generator has shard id 7 and has issued IDs.
+/// The server runs with `max-batch 5000`, the default lead cap and no `shard-id` option; before
+/// each case the generator has shard id 7 and has issued IDs.
 const CASES: &[BadInput] = &[
     bad(&["KESTREL.IDS", "0"], "KESTREL_BADCOUNT", COUNT_RANGE),
     bad(&["KESTREL.IDS", "-1"], "KESTREL_BADCOUNT", COUNT_RANGE),
@@ -167,40 +193,145 @@ const CASES: &[BadInput] = &[
     bad_state(&[&["SET", LOCK, "-5"]], "KESTREL_BADSTATE"),
     bad_state(&[&["SET", LOCK, "1.5"]], "KESTREL_BADSTATE"),
     bad_state(&[&["SET", LOCK, ""]], "KESTREL_BADSTATE"),
+    bad_state(&[&["SET", LOCK, PAST_LAST_MS]], "KESTREL_BADSTATE"),
     bad_state(&[&["SET", SEQUENCE, "4096"]], "KESTREL_BADSTATE"),
     bad_state(&[&["SET", SEQUENCE, "-1"]], "KESTREL_BADSTATE"),
     bad_state(&[&["SET", SEQUENCE, "x"]], "KESTREL_BADSTATE"),
     BadInput {
         setup: &[&["SET", LOCK, "garbage"]],
         words: &["KESTREL.IDS", "100", "FORMAT", "RANGES"],
+        script: false,
         code: "KESTREL_BADSTATE",
         mentions: LOCK,
     },
     BadInput {
         setup: &[&["SET", SHARD, "1024"]],
         words: &["KESTREL.IDS", "100"],
+        script: false,
         code: "KESTREL_BADSHARD",
         mentions: OUT_OF_RANGE,
     },
     BadInput {
         setup: &[&["DEL", LOCK], &["HSET", LOCK, "f", "1"]],
         words: &["KESTREL.STATUS"],
+        script: false,
         code: "KESTREL_BADSTATE",
         mentions: LOCK,
     },
+    // With no lead cap a batch stays in the clock's millisecond: waiting never makes room for
+    // more than 4096 IDs, so the count is refused, not the lead.
+    BadInput {
+        setup: &[&["CONFIG", "SET", "kestrel.lead-cap-ms", "0"]],
+        words: &["KESTREL.IDS", "4097"],
+        script: false,
+        code: "KESTREL_BADCOUNT",
+        mentions: "at most 4096",
+    },
+    bad_script(
+        &[],
+        &["3", LOCK, SEQUENCE, SHARD, "4096", "1", "1023", "1"],
+        "KESTREL_BADARG",
+        LAYOUT,
+    ),
+    bad_script(
+        &[],
+        &["3", LOCK, SEQUENCE, SHARD, "-1", "1", "1023", "1"],
+        "KESTREL_BADARG",
+        LAYOUT,
+    ),
+    bad_script(
+        &[],
+        &["3", LOCK, SEQUENCE, SHARD, "4095", "0", "1023", "1"],
+        "KESTREL_BADARG",
+        LAYOUT,
+    ),
+    bad_script(
+        &[],
+        &["3", LOCK, SEQUENCE, SHARD, "4095", "1", "1024", "1"],
+        "KESTREL_BADARG",
+        LAYOUT,
+    ),
+    bad_script(
+        &[],
+        &["3", LOCK, SEQUENCE, SHARD, "4095", "8", "7", "1"],
+        "KESTREL_BADARG",
+        LAYOUT,
+    ),
+    bad_script(
+        &[],
+        &["2", LOCK, SEQUENCE, "4095", "1", "1023", "1"],
+        "KESTREL_BADARG",
+        "expected 3 KEYS",
+    ),
+    bad_script(
+        &[],
+        &["4", LOCK, SEQUENCE, SHARD, "x", "4095", "1", "1023", "1"],
+        "KESTREL_BADARG",
+        "expected 3 KEYS",
+    ),
+    bad_script(
+        &[],
+        &[
+            "3",
+            LOCK,
+            SEQUENCE,
+            SHARD,
+            "4095",
+            "1",
+            "1023",
+            "1",
+            BEFORE_EPOCH_MS,
+        ],
+        "KESTREL_CLOCK",
+        BEFORE_EPOCH_MS,
+    ),
+    bad_script(
+        &[],
+        &[
+            "3",
+            LOCK,
+            SEQUENCE,
+            SHARD,
+            "4095",
+            "1",
+            "1023",
+            "1",
+            PAST_LAST_MS,
+        ],
+        "KESTREL_EXHAUSTED",
+        "3650590055551",
+    ),
+    bad_script(
+        &[&["SET", LOCK, PAST_LAST_MS]],
+        &["3", LOCK, SEQUENCE, SHARD, "4095", "1", "1023", "1"],
+        "KESTREL_BADSTATE",
+        LOCK,
+    ),
+    bad_script(
+        &[&["SET", SEQUENCE, "4096"]],
+        &["3", LOCK, SEQUENCE, SHARD, "4095", "1", "1023", "1"],
+        "KESTREL_BADSTATE",
+        SEQUENCE,
+    ),
 ];
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let server = Server::builder().module(&["max-batch", "5000"]).start();
     let mut connection = server.connection();
+    let sha: String = run(&mut connection, &["SCRIPT", "LOAD", kestrel_core::SCRIPT]);
 
     for case in CASES {
         let what = format!("{:?} after {:?}", case.words, case.setup);
         let issued = prepare(&mut connection, case.setup);
         let before = keyspace(&mut connection);
+        let words = if case.script {
+            [&["EVALSHA", sha.as_str()], case.words].concat()
+        } else {
+            case.words.to_vec()
+        };
 
-        let error = error_of(&mut connection, case.words);
+        let error = error_of(&mut connection, &words);
 
         assert!(error.starts_with(case.code), "{what}: {error}");
         assert!(error.contains(case.mentions), "{what}: {error}");
@@ -215,6 +346,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         let pong: String = run(&mut connection, &["PING"]);
         assert_eq!(pong, "PONG", "{what}");
         let _: () = run(&mut connection, &["FLUSHALL"]);
+        set_option(&mut connection, "lead-cap-ms", LEAD_CAP_MS);
         let after = prepare(&mut connection, &[]);
         assert_above(&after, issued[issued.len() - 1], &what);
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use common::redis::Connection;
 use common::{
     assert_above, assert_increasing, decode, error_line, error_of, id, ids, is_lead_refusal,
-    kestrel_counter, keyspace, retry_after_ms, run, set_option, status, test_clock_server, try_ids,
-    unix_ms, Form, Keys, DEFAULT_GENERATOR, SHARD_ID,
+    kestrel_counter, keyspace, retry_after_ms, run, set_option, set_shard_id, status,
+    test_clock_server, try_ids, unix_ms, Form, Keys, DEFAULT_GENERATOR, SHARD_ID,
 };
 use kestrel_core::{EPOCH_MS, LAST_MS, MAX_SEQUENCE};
 
@@ -98,6 +98,7 @@ fn a_clock_before_the_epoch_is_refused() {
     let server = test_clock_server(&[]).start();
     let mut connection = server.connection();
     ids(&mut connection, 10, Form::Int);
+    set_shard_id(&mut connection, "fresh", SHARD_ID + 1);
     set_clock(&mut connection, EPOCH_MS - 60_000);
     let before = keyspace(&mut connection);
 
@@ -153,6 +154,7 @@ fn the_last_millisecond_works_and_then_the_space_is_exhausted() {
     assert_eq!(keyspace(&mut connection), before);
 
     set_clock(&mut connection, LAST_MS + 60_000);
+    set_shard_id(&mut connection, "fresh", SHARD_ID + 1);
     let fresh = error_of(&mut connection, &["KESTREL.ID", "GENERATOR", "fresh"]);
     assert!(fresh.starts_with("KESTREL_EXHAUSTED "), "{fresh}");
     let seen = status(&mut connection, DEFAULT_GENERATOR);

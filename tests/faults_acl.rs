@@ -54,6 +54,12 @@ fn setup() -> (Server, String) {
         setuser.arg(*rule);
     }
     let _: () = setuser.query(&mut admin).expect("ACL SETUSER app");
+    // The `shard-id` option is the default generator's; `orders` gets a shard id of its own.
+    let _: () = redis::cmd("SET")
+        .arg("{orders}-shard-id")
+        .arg(2)
+        .query(&mut admin)
+        .expect("SET {orders}-shard-id");
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg("reader")

@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::redis::Value;
+use common::redis::{Connection, ConnectionLike, Value};
 use common::{
     assert_above, assert_increasing, command, decode, error_line, error_of, id, ids,
-    kestrel_counter, kestrel_info, module_server, retry_lead, run, status, try_ids, unix_ms, Form,
-    Keys, SHARD_ID,
+    kestrel_counter, kestrel_info, module_server, retry_lead, run, set_shard_id, status, try_ids,
+    unix_ms, Form, Keys, SHARD_ID,
 };
 use kestrel_core::{EPOCH_MS, LAST_MS, SEQUENCES_PER_MS};
 
@@ -248,26 +248,89 @@ fn commands_declare_the_generator_as_their_key() {
 fn named_generators_keep_their_own_keys() {
     let server = module_server(&[]).start();
     let mut connection = server.connection();
-    let names = [
-        "kestrel",
-        "orders",
-        "with space",
-        "nul\0byte",
-        "ünïcode",
-        "x",
+    // The default generator takes the option's shard id; every other one is given its own.
+    let generators = [
+        ("kestrel", SHARD_ID),
+        ("orders", 8),
+        ("with space", 9),
+        ("nul\0byte", 10),
+        ("ünïcode", 11),
+        ("x", 12),
     ];
+    for (name, shard) in generators.iter().skip(1) {
+        set_shard_id(&mut connection, name, *shard);
+    }
 
-    for name in names {
+    for (name, shard) in generators {
         let batch = try_ids(&mut connection, name, 10, Form::Int);
         let batch = batch.unwrap_or_else(|error| panic!("{name:?}: {}", error_line(&error)));
         assert_increasing(&batch, name);
+        assert!(batch.iter().all(|&id| decode(id).1 == shard), "{name:?}");
     }
 
-    for name in names {
-        let [shard, lock, sequence] = Keys::of(name).values(&mut connection);
-        assert_eq!(shard.as_deref(), Some("7"), "{name:?}");
+    for (name, shard) in generators {
+        let [stored, lock, sequence] = Keys::of(name).values(&mut connection);
+        assert_eq!(stored, Some(shard.to_string()), "{name:?}");
         assert!(lock.is_some() && sequence.is_some(), "{name:?}");
     }
     let size: u64 = run(&mut connection, &["DBSIZE"]);
-    assert_eq!(size, 3 * names.len() as u64);
+    assert_eq!(size, 3 * generators.len() as u64);
+}
+
+#[test]
+fn generators_in_one_multi_need_shard_ids_of_their_own() {
+    // The option fills only the default generator's shard id: two named generators without
+    // one are refused, instead of both taking the option's and issuing the same IDs.
+    let server = module_server(&[]).start();
+    let mut connection = server.connection();
+    let generators = [("a", 8), ("b", 9)];
+
+    let refused = multi_ids(&mut connection, &generators);
+
+    for ((name, _), reply) in generators.iter().zip(&refused) {
+        let key = Keys::of(name).shard_id;
+        let expected = format!("KESTREL_NOSHARD {key} is missing; SET it to a shard id of its own");
+        assert!(
+            matches!(reply, Err(line) if line.starts_with(&expected)),
+            "{name}: {reply:?}"
+        );
+    }
+    let size: u64 = run(&mut connection, &["DBSIZE"]);
+    assert_eq!(size, 0, "a refused generator wrote state");
+
+    for (name, shard) in generators {
+        set_shard_id(&mut connection, name, shard);
+    }
+    let issued = multi_ids(&mut connection, &generators);
+
+    let issued: Vec<i64> = issued
+        .into_iter()
+        .map(|reply| reply.unwrap_or_else(|line| panic!("{line}")))
+        .collect();
+    let shards: Vec<u16> = issued.iter().map(|&id| decode(id).1).collect();
+    assert_eq!(shards, [8, 9]);
+    assert_ne!(issued[0], issued[1]);
+}
+
+/// `KESTREL.ID GENERATOR <name>` for each generator in one MULTI: each reply an ID or an error
+/// line.
+fn multi_ids(connection: &mut Connection, generators: &[(&str, u16)]) -> Vec<Result<i64, String>> {
+    let _: () = run(connection, &["MULTI"]);
+    for (name, _) in generators {
+        let queued: String = run(connection, &["KESTREL.ID", "GENERATOR", name]);
+        assert_eq!(queued, "QUEUED");
+    }
+    // EXEC's reply as it came: `query` would turn it into its first error.
+    let exec = connection.req_command(&command(&["EXEC"]));
+    let Ok(Value::Array(replies)) = exec else {
+        panic!("EXEC replied {exec:?}");
+    };
+    replies
+        .into_iter()
+        .map(|reply| match reply {
+            Value::Int(id) => Ok(id),
+            Value::ServerError(error) => Err(error_line(&error.into())),
+            other => panic!("EXEC replied {other:?}"),
+        })
+        .collect()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::redis::{Connection, RedisResult};
 use common::{
     assert_above, assert_increasing, assert_unique, command, decode, error_line, id, ids,
-    ids_of_script_reply, retry_lead, run, status, try_ids, unix_ms, Form, Keys, Script,
+    ids_of_script_reply, keyspace, retry_lead, run, status, try_ids, unix_ms, Form, Keys, Script,
     DEFAULT_GENERATOR, SHARD_ID,
 };
 use kestrel_testbed::wait_for;
@@ -337,4 +337,107 @@ fn a_lower_shard_id_still_sorts_above_earlier_ids() {
         before[before.len() - 1],
         "after the shard id went from 7 to 3",
     );
+}
+
+/// Two generators on one server with the same shard id: the second to be used is refused.
+struct ShardClash {
+    what: &'static str,
+    /// (database, generator, shard id) stored before the calls.
+    shard_ids: &'static [(u8, &'static str, &'static str)],
+    /// (database, command) of the call that takes the shard id first, then of the one refused.
+    first: (u8, &'static [&'static str]),
+    second: (u8, &'static [&'static str]),
+    /// The start of the refusal after `KESTREL_SHARDTAKEN `.
+    refusal: &'static str,
+}
+
+const NAMED_A: &[&str] = &["KESTREL.ID", "GENERATOR", "a"];
+const NAMED_B: &[&str] = &["KESTREL.ID", "GENERATOR", "b"];
+const UNNAMED: &[&str] = &["KESTREL.ID"];
+
+/// The servers run with the module option `shard-id 7`, which fills the default generator's
+/// shard id key in any database where it is missing.
+const SHARD_CLASHES: [ShardClash; 5] = [
+    ShardClash {
+        what: "two named generators given the same shard id",
+        shard_ids: &[(0, "a", "5"), (0, "b", "5")],
+        first: (0, NAMED_A),
+        second: (0, NAMED_B),
+        refusal: "generator 'b' has shard id 5, which generator 'a' (database 0)",
+    },
+    ShardClash {
+        what: "the default generator in databases 0 and 1, both filled by the option",
+        shard_ids: &[],
+        first: (0, UNNAMED),
+        second: (1, UNNAMED),
+        refusal: "generator 'kestrel' has shard id 7, which generator 'kestrel' (database 0)",
+    },
+    ShardClash {
+        what: "a named generator given the option's shard id",
+        shard_ids: &[(0, "a", "7")],
+        first: (0, UNNAMED),
+        second: (0, NAMED_A),
+        refusal: "generator 'a' has shard id 7, which generator 'kestrel' (database 0)",
+    },
+    ShardClash {
+        what: "the default generator after a named one took the option's shard id",
+        shard_ids: &[(1, "a", "7")],
+        first: (1, NAMED_A),
+        second: (0, UNNAMED),
+        refusal: "generator 'kestrel' has shard id 7, which generator 'a' (database 1)",
+    },
+    ShardClash {
+        what: "one named generator in two databases",
+        shard_ids: &[(0, "a", "5"), (1, "a", "5")],
+        first: (1, NAMED_A),
+        second: (0, NAMED_A),
+        refusal: "generator 'a' has shard id 5, which generator 'a' (database 1)",
+    },
+];
+
+#[test]
+fn a_shard_id_another_generator_uses_is_refused_and_writes_nothing() {
+    for clash in &SHARD_CLASHES {
+        let what = clash.what;
+        let server = common::module_server(&[]).start();
+        let mut connection = server.connection();
+        for &(database, generator, shard) in clash.shard_ids {
+            select(&mut connection, database);
+            let _: () = run(
+                &mut connection,
+                &["SET", &Keys::of(generator).shard_id, shard],
+            );
+        }
+        let (first_database, first) = clash.first;
+        let (second_database, second) = clash.second;
+        select(&mut connection, first_database);
+        let issued = call_id(&mut connection, first, what);
+        select(&mut connection, second_database);
+        let before = keyspace(&mut connection);
+
+        let refused = common::error_of(&mut connection, second);
+        let again = common::error_of(&mut connection, second);
+
+        let expected = format!("KESTREL_SHARDTAKEN {}", clash.refusal);
+        assert!(refused.starts_with(&expected), "{what}: {refused}");
+        assert_eq!(again, refused, "{what}: refused twice alike");
+        assert_eq!(
+            keyspace(&mut connection),
+            before,
+            "{what}: the refusal wrote"
+        );
+        select(&mut connection, first_database);
+        let later = call_id(&mut connection, first, what);
+        assert_above(&[later], issued, what);
+    }
+}
+
+fn select(connection: &mut Connection, database: u8) {
+    let _: () = run(connection, &["SELECT", &database.to_string()]);
+}
+
+/// One ID from `words` (a `KESTREL.ID` call), retried while the lead cap refuses it.
+fn call_id(connection: &mut Connection, words: &[&str], what: &str) -> i64 {
+    let (outcome, _) = retry_lead(|| command(words).query(connection));
+    outcome.unwrap_or_else(|error| panic!("{what}: {words:?}: {}", error_line(&error)))
 }

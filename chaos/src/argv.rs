@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use kestrel_testbed::redis::{self, Value};
 use kestrel_testbed::Server;
 
-use crate::load::{error_reply, script_keys, Rng};
+use crate::load::{error_reply, script_keys, set_shard_id, Rng};
 use crate::Outcome;
 
 const COMMANDS: [&str; 8] = [
@@ -64,8 +64,9 @@ const NUMBERS: [&str; 18] = [
     "007",
     "1446325212348944384",
 ];
-/// Generators whose IDs are tracked: the names above that the module accepts.
-const TRACKED: [&str; 3] = ["g1", "g2", "kestrel"];
+/// Generators whose IDs are tracked (the names above that the module accepts), each with its
+/// own shard id: the default generator's comes from the module option.
+const TRACKED: [(&str, u16); 3] = [("g1", 2), ("g2", 3), ("kestrel", 1)];
 
 /// Starts a server with the module and runs `commands` random commands against it.
 pub fn scenario(commands: usize, seed: u64) -> Outcome {
@@ -78,6 +79,12 @@ pub fn run(server: &Server, commands: usize, seed: u64) -> Outcome {
     let mut outcome = Outcome::new("random argument vectors");
     let mut connection = server.connection();
     let sha = crate::load::load_script(&mut connection).unwrap_or_default();
+    for (generator, shard) in TRACKED {
+        let set = set_shard_id(&mut connection, generator, shard);
+        outcome.expect(set.is_ok(), || {
+            format!("SET the shard id of {generator}: {set:?}")
+        });
+    }
     let mut rng = Rng::new(seed);
     let mut last_issued: HashMap<String, u64> = HashMap::new();
     let (mut values, mut errors) = (0_u64, 0_u64);
@@ -151,15 +158,21 @@ pub fn run(server: &Server, commands: usize, seed: u64) -> Outcome {
 }
 
 fn random_argv(rng: &mut Rng, sha: &str) -> Vec<Vec<u8>> {
-    let generator = TRACKED[rng.between(0, 2) as usize];
+    let (generator, shard) = TRACKED[rng.between(0, 2) as usize];
     match rng.between(0, 99) {
-        // Hostile writes to the state keys: garbage, other types, deletions.
+        // Hostile writes to the state keys: garbage, other types, deletions, and now and then
+        // the generator's own shard id back, so that its calls get through again.
         0..=3 => {
             let keys = script_keys(generator);
             let key = keys[rng.between(0, 2) as usize].clone().into_bytes();
-            match rng.between(0, 3) {
+            match rng.between(0, 4) {
                 0 => vec![b"DEL".to_vec(), key],
                 1 => vec![b"LPUSH".to_vec(), key, b"x".to_vec()],
+                2 => {
+                    let [_, _, shard_key] = keys;
+                    let own = shard.to_string().into_bytes();
+                    vec![b"SET".to_vec(), shard_key.into_bytes(), own]
+                }
                 _ => vec![b"SET".to_vec(), key, token(rng)],
             }
         }

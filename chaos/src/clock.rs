@@ -48,6 +48,11 @@ pub fn steps(steps_ms: &[u64], hold: Duration) -> Outcome {
         target_ids: u64::MAX,
         seed: 7,
     };
+    // The option's shard id (1) is the default generator's; `clock` needs one of its own.
+    if let Err(error) = load::set_shard_ids(&mut control, &spec.generators, 2) {
+        outcome.failures.push(format!("SET the shard id: {error}"));
+        return outcome;
+    }
     let watch = PingWatch::start(&server.client());
     let running = load::start(&server.client(), &checker, &spec);
     thread::sleep(hold);
@@ -135,14 +140,23 @@ pub fn edges() -> Outcome {
     let mut connection = server.connection();
     let checker = Checker::new();
 
+    // Every generator gets a shard id of its own: the option's (1) is the default generator's.
+    let mut shard_ids = vec![
+        ("edge".to_string(), 1023),
+        ("edge-past".to_string(), 2),
+        ("edge-now".to_string(), 3),
+    ];
+    shard_ids.extend((0..EPOCH_ATTEMPTS).map(|attempt| (epoch_generator(attempt), 10 + attempt)));
+    for (generator, shard) in &shard_ids {
+        let set = load::set_shard_id(&mut connection, generator, *shard);
+        outcome.expect(set.is_ok(), || {
+            format!("SET the shard id of {generator}: {set:?}")
+        });
+    }
+
     // The last millisecond: a generator with shard id 1023, the clock 1.5 s before the end (its
     // first use starts a lead cap ahead), batches of 4096 (one millisecond each) until the
     // space runs out.
-    let _: () = redis::cmd("SET")
-        .arg("{edge}-shard-id")
-        .arg(1023)
-        .query(&mut connection)
-        .unwrap_or(());
     let offset = offset_to(LAST_MS - 1_500);
     let _ = set_clock_offset(&mut connection, offset);
     let stream = checker.stream("edge");
@@ -201,9 +215,9 @@ pub fn edges() -> Outcome {
     // One before the epoch. The module reads its clock a moment after the offset is set, so
     // try until a reading lands exactly on the last millisecond before the epoch.
     let mut exact = false;
-    for attempt in 0..50 {
+    for attempt in 0..EPOCH_ATTEMPTS {
         let _ = set_clock_offset(&mut connection, offset_to(EPOCH_MS - 1));
-        let generator = format!("edge-epoch-{attempt}");
+        let generator = epoch_generator(attempt);
         match one_id(&mut connection, &generator) {
             Err(text) if text.starts_with("KESTREL_CLOCK") => {
                 if text.contains(&format!("reads Unix ms {}", EPOCH_MS - 1)) {
@@ -229,6 +243,14 @@ pub fn edges() -> Outcome {
     let alive: redis::RedisResult<String> = redis::cmd("PING").query(&mut connection);
     outcome.expect(alive.is_ok(), || "the server stopped answering".into());
     outcome
+}
+
+/// How often [`edges`] tries to read the clock one ms before the epoch, each time with a new
+/// generator.
+const EPOCH_ATTEMPTS: u16 = 50;
+
+fn epoch_generator(attempt: u16) -> String {
+    format!("edge-epoch-{attempt}")
 }
 
 fn one_id(connection: &mut redis::Connection, generator: &str) -> Result<Id, String> {

@@ -47,6 +47,29 @@ pub fn script_keys(generator: &str) -> [String; 3] {
     ]
 }
 
+/// Gives `generator` a shard id of its own (`SET {<generator>}-shard-id <shard>`). The module's
+/// `shard-id` option fills only the default generator's key; every other generator needs one,
+/// distinct from those of the other generators on the server.
+pub fn set_shard_id(
+    connection: &mut redis::Connection,
+    generator: &str,
+    shard: u16,
+) -> Result<(), RedisError> {
+    let [_, _, key] = script_keys(generator);
+    redis::cmd("SET").arg(key).arg(shard).query(connection)
+}
+
+/// Gives `generators` the shard ids `first`, `first + 1`, ... in order.
+pub fn set_shard_ids(
+    connection: &mut redis::Connection,
+    generators: &[String],
+    first: u16,
+) -> Result<(), RedisError> {
+    (first..)
+        .zip(generators)
+        .try_for_each(|(shard, generator)| set_shard_id(connection, generator, shard))
+}
+
 /// Loads the Lua script and returns its SHA1.
 pub fn load_script(connection: &mut redis::Connection) -> Result<String, RedisError> {
     redis::cmd("SCRIPT")

@@ -21,10 +21,12 @@ pub fn run() -> Outcome {
     let module_stream = checker.stream("oom");
     let script_stream = checker.stream("oom-script");
     let sha = load::load_script(&mut connection).unwrap_or_default();
-    let _: redis::RedisResult<()> = redis::cmd("SET")
-        .arg("{oom-script}-shard-id")
-        .arg(2)
-        .query(&mut connection);
+    // Each generator has a shard id of its own; the option's (1) is the default generator's.
+    let generators = ["oom", "oom-script", "oom-new"].map(String::from);
+    if let Err(error) = load::set_shard_ids(&mut connection, &generators, 2) {
+        outcome.failures.push(format!("SET the shard ids: {error}"));
+        return outcome;
+    }
 
     let before = load::module_ranges(&mut connection, "oom", 100);
     let before_script = load::script_ranges(&mut connection, &sha, "oom-script", 10);

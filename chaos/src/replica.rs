@@ -30,6 +30,12 @@ pub fn lagging_promoted(load_time: Duration) -> Outcome {
         seed: 21,
     };
 
+    // The option's shard id (1) is the default generator's; each of these gets its own, which
+    // the replica receives with the rest of the keys.
+    if let Err(error) = load::set_shard_ids(&mut master.connection(), &spec.generators, 2) {
+        outcome.failures.push(format!("SET the shard ids: {error}"));
+        return outcome;
+    }
     let running = load::start(&master.client(), &checker, &spec);
     thread::sleep(load_time / 2);
     let Some(replica_pid) = replica.pid() else {

@@ -51,6 +51,11 @@ pub fn run(persistence: Persistence, load_time: Duration) -> Outcome {
         seed: 11,
     };
 
+    // The option's shard id (1) is the default generator's; each of these gets its own.
+    if let Err(error) = load::set_shard_ids(&mut server.connection(), &spec.generators, 2) {
+        outcome.failures.push(format!("SET the shard ids: {error}"));
+        return outcome;
+    }
     let running = load::start(&server.client(), &checker, &spec);
     if persistence == Persistence::Rdb {
         thread::sleep(load_time / 2);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use kestrel_testbed::{redis, Server};
+use kestrel_testbed::Server;
 
 use crate::check::Checker;
 use crate::load::{self, LoadSpec};
@@ -18,12 +18,11 @@ pub fn run(target_ids: u64, time_limit: Duration, connections: usize) -> Outcome
         .module(&["shard-id", "1", "reserve-ms", "50"])
         .start();
     let generators: Vec<String> = (0..4).map(|index| format!("soak-{index}")).collect();
-    let mut connection = server.connection();
-    for (index, generator) in generators.iter().enumerate() {
-        let _: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(format!("{{{generator}}}-shard-id"))
-            .arg(index + 1)
-            .query(&mut connection);
+    // Four shard ids of their own, apart from the option's (1), which is the default
+    // generator's.
+    if let Err(error) = load::set_shard_ids(&mut server.connection(), &generators, 2) {
+        outcome.failures.push(format!("SET the shard ids: {error}"));
+        return outcome;
     }
     let checker = Checker::new();
     let spec = LoadSpec {

@@ -203,6 +203,11 @@ fn run_under_valgrind(rounds: usize) -> Result<(Summary, u64), String> {
     let mut connection = server.connection();
     let _ = connection.set_read_timeout(Some(Duration::from_secs(60)));
     let sha = crate::load::load_script(&mut connection).map_err(|error| error.to_string())?;
+    // The option's shard id (1) is the default generator's; each of these gets its own.
+    for index in 0..LEAK_GENERATORS {
+        crate::load::set_shard_id(&mut connection, &leak_generator(index), leak_shard(index))
+            .map_err(|error| error.to_string())?;
+    }
     let mut ids = 0;
     for round in 0..rounds {
         ids += mix(&mut connection, &sha, round).map_err(|error| error.to_string())?;
@@ -223,9 +228,22 @@ fn run_under_valgrind(rounds: usize) -> Result<(Summary, u64), String> {
     Ok((summary, ids))
 }
 
+/// The generators the rounds take turns on, and the shard id of the first; the others follow.
+const LEAK_GENERATORS: usize = 4;
+const FIRST_LEAK_SHARD: u16 = 2;
+
+fn leak_generator(index: usize) -> String {
+    format!("leak-{index}")
+}
+
+fn leak_shard(index: usize) -> u16 {
+    FIRST_LEAK_SHARD + u16::try_from(index).unwrap_or(0)
+}
+
 /// One round of every kind of call, successes and failures; returns the IDs issued.
 fn mix(connection: &mut redis::Connection, sha: &str, round: usize) -> redis::RedisResult<u64> {
-    let generator = format!("leak-{}", round % 4);
+    let index = round % LEAK_GENERATORS;
+    let generator = leak_generator(index);
     let id: i64 = redis::cmd("KESTREL.ID")
         .arg("GENERATOR")
         .arg(&generator)
@@ -258,11 +276,9 @@ fn mix(connection: &mut redis::Connection, sha: &str, round: usize) -> redis::Re
     ] {
         let _: redis::RedisResult<redis::Value> = refused.query(connection);
     }
-    // Someone else writes the keys: the module reads them again on the next call.
-    let _: () = redis::cmd("SET")
-        .arg(format!("{{{generator}}}-shard-id"))
-        .arg(1)
-        .query(connection)?;
+    // Someone else writes the keys (the same shard id again): the module reads them again on
+    // the next call.
+    crate::load::set_shard_id(connection, &generator, leak_shard(index))?;
     let issued: u64 = ranges.iter().chain(&script).map(|range| range.count).sum();
     Ok(issued + 21)
 }

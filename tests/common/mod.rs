@@ -44,6 +44,14 @@ fn module_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
+/// Gives `generator` a shard id of its own: `SET {<generator>}-shard-id <shard>`. The module's
+/// `shard-id` option fills only the default generator's key; every other generator needs its
+/// own, distinct from those of the other generators on the server.
+pub fn set_shard_id(connection: &mut Connection, generator: &str, shard: u16) {
+    let key = Keys::of(generator).shard_id;
+    let _: () = run(connection, &["SET", &key, &shard.to_string()]);
+}
+
 /// A command from its words.
 pub fn command(words: &[&str]) -> redis::Cmd {
     let mut cmd = redis::cmd(words[0]);
