@@ -112,9 +112,10 @@ enum Command {
     /// from two generators of its own, GENERATOR-bench-module and GENERATOR-bench-script
     /// (GENERATOR is --generator, `kestrel` by default), and throws them away. Their state
     /// keys ({NAME}-shard-id, {NAME}-generator-lock, {NAME}-generator-sequence) stay behind.
-    /// Their shard id is --shard-id, else the module's `shard-id` option, else 1; in a
-    /// cluster each master gets a bench generator with a shard id of its own, as `setup`
-    /// would give it. An ACL user needs key patterns that allow those names.
+    /// Their shard id is --shard-id, else 1023 (the module refuses a shard id another
+    /// generator on the server uses); in a cluster each master gets a bench generator with a
+    /// shard id of its own, as `setup` would give it. An ACL user needs key patterns that
+    /// allow those names.
     #[command(verbatim_doc_comment)]
     Bench {
         /// Seconds per pattern, above 0 and at most 600.
@@ -281,7 +282,7 @@ async fn connect_to(config: Config) -> Result<Kestrel, String> {
 }
 
 fn config(flags: &Connection, script_only: bool) -> Result<Config, String> {
-    config_for(flags, script_only, None)
+    config_for(flags, script_only, None, None)
 }
 
 /// The configuration from the flags, with `generator` in place of the configured one.
@@ -289,6 +290,7 @@ fn config_for(
     flags: &Connection,
     script_only: bool,
     generator: Option<&str>,
+    shard_id: Option<i64>,
 ) -> Result<Config, String> {
     let mut builder = Config::builder().script_only(script_only);
     if let Some(url) = &flags.url {
@@ -314,7 +316,7 @@ fn config_for(
     if let Some(generator) = generator.or(flags.generator.as_deref()) {
         builder = builder.generator(generator);
     }
-    if let Some(shard_id) = flags.shard_id {
+    if let Some(shard_id) = flags.shard_id.or(shard_id) {
         builder = builder.shard_id(shard_id);
     }
     builder.build().map_err(text)
@@ -426,6 +428,10 @@ struct Measure {
     elapsed: Duration,
 }
 
+/// The shard id of the benchmark's generators unless `--shard-id` says otherwise: the last
+/// one, the least likely to belong to a real generator.
+const BENCH_SHARD_ID: i64 = 1023;
+
 async fn bench(
     flags: &Connection,
     each: Duration,
@@ -436,8 +442,11 @@ async fn bench(
     let base = config(flags, false)?.generator().to_owned();
     let module_generator = format!("{base}-bench-module");
     let script_generator = format!("{base}-bench-script");
-    let auto = connect_to(config_for(flags, false, Some(&module_generator))?).await?;
-    let script = connect_to(config_for(flags, true, Some(&script_generator))?).await?;
+    // Never the shard id of a real generator (KESTREL_SHARD_ID included): the module refuses
+    // a second generator with a shard id in use on the server.
+    let shard_id = Some(BENCH_SHARD_ID);
+    let auto = connect_to(config_for(flags, false, Some(&module_generator), shard_id)?).await?;
+    let script = connect_to(config_for(flags, true, Some(&script_generator), shard_id)?).await?;
     let has_module = auto
         .plan()
         .await
