@@ -23,6 +23,10 @@ rounds=${ROUNDS:-3}
 requests=${REQUESTS:-1000000}
 clients=${CLIENTS:-50}
 generators=${GENERATORS:-1000}
+if [ "$generators" -lt 1 ] || [ "$generators" -gt 1021 ]; then
+  echo "GENERATORS=$generators: pick 1 to 1021 (each needs a shard id of its own)" >&2
+  exit 1
+fi
 
 cargo build --release -p kestrel-module
 work=$(mktemp -d /tmp/kestrel-bench.XXXXXX)
@@ -50,7 +54,11 @@ sha=$(cli SCRIPT LOAD "$(cat core/src/kestrel.lua)")
 # The script runs on a generator of its own: one the module serves is shared with the script
 # for a few seconds after each script call, and then stores exact places (see README, Design).
 keys=(3 "{script}-generator-lock" "{script}-generator-sequence" "{script}-shard-id")
-cli SET "{script}-shard-id" 2 >/dev/null
+cli SET "{script}-shard-id" 1023 >/dev/null
+# Every generator needs a shard id of its own; redis-benchmark names them with 12 digits.
+for ((i = 0; i < generators; i++)); do
+  printf 'SET {bench:%012d}-shard-id %d\n' "$i" $((i + 2))
+done | cli --pipe >/dev/null
 
 # name | IDs per call | command
 tests=(
