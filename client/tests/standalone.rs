@@ -12,6 +12,15 @@ fn address(server: &Server) -> Address {
     Address::new("127.0.0.1", server.port())
 }
 
+/// Two clients of one server: one that uses the module, one held to the script.
+fn module_and_script_clients(server: &Server) -> (Kestrel, Kestrel) {
+    let connect = |script_only| {
+        let config = config().port(server.port()).script_only(script_only);
+        block_on(Kestrel::connect(config.build().unwrap())).unwrap()
+    };
+    (connect(false), connect(true))
+}
+
 #[test]
 fn requirepass_server_tells_bad_credentials_from_other_failures() {
     let server = Server::builder().password("s3cret").module(&[]).start();
@@ -132,18 +141,7 @@ fn script_path_reloads_the_script_after_a_flush() {
 #[test]
 fn module_and_script_share_one_generator_without_duplicates() {
     let server = Server::builder().module(&[]).start();
-    let module = block_on(Kestrel::connect(
-        config().port(server.port()).build().unwrap(),
-    ))
-    .unwrap();
-    let script = block_on(Kestrel::connect(
-        config()
-            .port(server.port())
-            .script_only(true)
-            .build()
-            .unwrap(),
-    ))
-    .unwrap();
+    let (module, script) = module_and_script_clients(&server);
 
     let mut seen = HashSet::new();
     for round in 0..20 {
@@ -244,18 +242,7 @@ fn ids_stay_above_those_handed_out_when_a_server_loses_its_last_writes() {
 #[test]
 fn concurrent_callers_on_one_client_never_share_an_id() {
     let server = Server::builder().module(&[]).start();
-    let kestrel = block_on(Kestrel::connect(
-        config().port(server.port()).build().unwrap(),
-    ))
-    .unwrap();
-    let script = block_on(Kestrel::connect(
-        config()
-            .port(server.port())
-            .script_only(true)
-            .build()
-            .unwrap(),
-    ))
-    .unwrap();
+    let (kestrel, script) = module_and_script_clients(&server);
 
     let ids = block_on(async {
         let mut tasks = Vec::new();
