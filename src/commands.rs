@@ -113,7 +113,7 @@ pub fn status(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
     }
 
     let options = parse_options(args.get(1..).unwrap_or(&[]), STATUS_USAGE, &[])?;
-    check_unnamed(ctx, &options)?;
+    check_unnamed(ctx, &options, AclPermissions::ACCESS)?;
 
     let snapshot = generators::snapshot(ctx, options.generator)?;
     let now_ms = clock::now_ms();
@@ -162,25 +162,34 @@ fn check_can_generate(ctx: &Context, options: &Options) -> Result<(), KestrelErr
     if REPLICA.load(Ordering::Relaxed) {
         return Err(KestrelError::Replica);
     }
-    check_unnamed(ctx, options)
+    let write = AclPermissions::ACCESS | AclPermissions::UPDATE | AclPermissions::INSERT;
+    check_unnamed(ctx, options, write)
 }
 
 /// A command without `GENERATOR` declares no key: in a cluster it cannot be routed, and the
 /// user's key patterns must be checked here.
-fn check_unnamed(ctx: &Context, options: &Options) -> Result<(), KestrelError> {
+fn check_unnamed(
+    ctx: &Context,
+    options: &Options,
+    permissions: AclPermissions,
+) -> Result<(), KestrelError> {
     if options.named {
         return Ok(());
     }
     if CLUSTER_MODE.load(Ordering::Relaxed) {
         return Err(KestrelError::ClusterNeedsName);
     }
-    check_key_permission(ctx, options.generator)
+    check_key_permission(ctx, options.generator, permissions)
 }
 
 /// Redis checks the key patterns of a user against the declared key, `GENERATOR <name>`.
 /// Without it the command declares no key, so the module checks the default generator's name
 /// itself: a user limited to other generators must not reach this one.
-fn check_key_permission(ctx: &Context, generator: &[u8]) -> Result<(), KestrelError> {
+fn check_key_permission(
+    ctx: &Context,
+    generator: &[u8],
+    permissions: AclPermissions,
+) -> Result<(), KestrelError> {
     // SAFETY: ctx is the live context of this command call; the name returned is owned by
     // us and freed when `user` drops. Clients without a user (AOF loading, the master's link)
     // get NULL and are not restricted.
@@ -190,7 +199,6 @@ fn check_key_permission(ctx: &Context, generator: &[u8]) -> Result<(), KestrelEr
     };
     let user = RedisString::from_redis_module_string(std::ptr::null_mut(), user);
     let key = RedisString::create_from_slice(ctx.ctx, generator);
-    let permissions = AclPermissions::ACCESS | AclPermissions::UPDATE | AclPermissions::INSERT;
     ctx.acl_check_key_permission(&user, &key, &permissions)
         .map_err(|_| KestrelError::NoPermission {
             generator: quote(generator),
