@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use kestrel_core::{GenerateError, Generator, Issue, Position, Settings, ShardId};
+use kestrel_core::{GenerateError, Generator, Issue, Position, Settings, ShardId, MAX_SHARD_ID};
 use redis_module::key::RedisKey;
 use redis_module::{raw, Context, KeysCursor, RedisString};
 
@@ -45,12 +45,30 @@ struct Entry {
 const SHARED_MS: u64 = 5_000;
 
 /// Generators by database and name.
-#[derive(Default)]
 struct Table {
     databases: HashMap<i32, HashMap<Vec<u8>, Entry>>,
+    /// By shard id, the last place this process issued with it, from any generator. Every
+    /// batch starts above its shard id's floor, so generators that share a shard id, at once
+    /// or one after the other (a shard id handed on, databases swapped), never issue the same
+    /// ID.
+    shard_floors: Vec<Position>,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            databases: HashMap::new(),
+            shard_floors: vec![Position::ORIGIN; usize::from(MAX_SHARD_ID) + 1],
+        }
+    }
 }
 
 impl Table {
+    /// The last place this process issued with `shard`, from any generator.
+    fn shard_floor(&self, shard: ShardId) -> Position {
+        self.shard_floors[usize::from(shard.get())]
+    }
+
     /// Refuses a shard id that another generator this server serves already uses: the IDs
     /// of two generators with one shard id collide whenever they share a millisecond.
     fn check_shard_is_free(
@@ -109,19 +127,25 @@ pub fn issue(
     let database = selected_database(ctx);
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
+        let Table {
+            databases,
+            shard_floors,
+        } = &mut *table;
 
         // The common case: the generator is in memory and its keys are as it left them.
-        let current = table
-            .databases
+        let current = databases
             .get_mut(&database)
             .and_then(|generators| generators.get_mut(name))
             .filter(|entry| entry.trust == Trust::Current);
         if let Some(entry) = current {
             let settings = &shared_settings(settings, entry.shared_until_ms, now_ms);
+            let shard_floor = &mut shard_floors[usize::from(entry.generator.shard().get())];
+            entry.generator.raise_to(*shard_floor);
             let issue = entry
                 .generator
                 .issue(now_ms, count, settings)
                 .map_err(|cause| refusal(name, cause))?;
+            *shard_floor = issue.batch.last();
             entry.floor = issue.batch.last();
             if let Some(mark) = issue.reserve {
                 store_mark(ctx, name, mark);
@@ -135,11 +159,12 @@ pub fn issue(
             .and_then(|generators| generators.get(name));
         let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
         let mut loaded = load(ctx, name, entry, now_ms)?;
-        table.check_shard_is_free(loaded.generator.shard(), database, name)?;
+        let shard = loaded.generator.shard();
+        table.check_shard_is_free(shard, database, name)?;
+        loaded.generator.raise_to(table.shard_floor(shard));
         let settings = &shared_settings(settings, shared_until_ms, now_ms);
         let outcome = loaded.generator.issue(now_ms, count, settings);
 
-        let generators = table.databases.entry(database).or_default();
         let issue = match outcome {
             Ok(issue) => issue,
             Err(cause) => {
@@ -153,6 +178,7 @@ pub fn issue(
                     floor: loaded.floor,
                     shared_until_ms,
                 };
+                let generators = table.databases.entry(database).or_default();
                 generators.insert(name.to_vec(), entry);
                 return Err(refusal(name, cause));
             }
@@ -164,6 +190,8 @@ pub fn issue(
         if let Some(mark) = issue.reserve {
             store_mark(ctx, name, mark);
         }
+        table.shard_floors[usize::from(shard.get())] = issue.batch.last();
+        let generators = table.databases.entry(database).or_default();
         let entry = Entry {
             generator: loaded.generator,
             trust: Trust::Current,
@@ -231,6 +259,9 @@ fn fence_one(ctx: &Context, database: i32, name: &[u8], now_ms: u64) -> Result<(
         let shared_until_ms = entry.map_or(0, |entry| entry.shared_until_ms);
 
         let mut loaded = load(ctx, name, entry, now_ms)?;
+        loaded
+            .generator
+            .raise_to(table.shard_floor(loaded.generator.shard()));
 
         if let Some(shard) = loaded.shard_to_write {
             store::write_shard(ctx, name, shard);

@@ -295,6 +295,12 @@ impl Generator {
         self.reserved
     }
 
+    /// Makes the generator continue above `floor`: the last place issued with its shard id
+    /// by another generator of the same process.
+    pub fn raise_to(&mut self, floor: Position) {
+        self.last = self.last.max(floor);
+    }
+
     /// Makes the stored high-water mark cover the last place, as after a fence. Returns the
     /// new mark to store, or `None` when the stored one already covers it.
     pub fn reserve_to_last(&mut self) -> Option<Position> {
@@ -714,6 +720,18 @@ mod tests {
         assert_eq!(second, None);
         let issue = generator.issue(NOW, 1, &settings).unwrap();
         assert_eq!(issue.batch.first(), Position::start_of(NOW + 1_000));
+    }
+
+    #[test]
+    fn raising_the_floor_moves_the_next_batch_above_it() {
+        let mut generator = Generator::resume(shard(1), Position::ORIGIN);
+        generator.issue(NOW, 1, &exact()).unwrap();
+
+        generator.raise_to(Position::new(NOW, 7));
+        generator.raise_to(Position::new(NOW - 1, 0));
+
+        let issue = generator.issue(NOW, 1, &exact()).unwrap();
+        assert_eq!(issue.batch.first(), Position::new(NOW, 8));
     }
 
     #[test]

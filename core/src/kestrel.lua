@@ -57,6 +57,34 @@ if #KEYS ~= 3 then
   return redis.error_reply('KESTREL_BADARG expected 3 KEYS: lock key, sequence key, ' ..
     'shard-id key')
 end
+if KEYS[1] == KEYS[2] or KEYS[2] == KEYS[3] or KEYS[1] == KEYS[3] then
+  return redis.error_reply('KESTREL_BADARG the lock, sequence and shard-id keys must be ' ..
+    'three different keys')
+end
+
+-- Keys named the standard way must be one generator's three keys, in order; custom names
+-- (the original library lets them be set) are taken as given.
+local SUFFIXES = { '-generator-lock', '-generator-sequence', '-shard-id' }
+local function name_of(key, suffix)
+  if #key > #suffix and string.sub(key, -#suffix) == suffix then
+    return string.sub(key, 1, #key - #suffix)
+  end
+  return nil
+end
+local standard = false
+for _, key in ipairs(KEYS) do
+  for _, suffix in ipairs(SUFFIXES) do
+    standard = standard or name_of(key, suffix) ~= nil
+  end
+end
+if standard then
+  local name = name_of(KEYS[1], SUFFIXES[1])
+  if name == nil or name_of(KEYS[2], SUFFIXES[2]) ~= name
+      or name_of(KEYS[3], SUFFIXES[3]) ~= name then
+    return redis.error_reply('KESTREL_BADARG KEYS must be one generator\'s ' ..
+      '{name}-generator-lock, {name}-generator-sequence and {name}-shard-id, in that order')
+  end
+end
 
 local max_sequence = integer(ARGV[1])
 local min_shard = integer(ARGV[2])
