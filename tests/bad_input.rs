@@ -271,6 +271,33 @@ const CASES: &[BadInput] = &[
     ),
     bad_script(
         &[],
+        &["3", SEQUENCE, LOCK, SHARD, "4095", "1", "1023", "1"],
+        "KESTREL_BADARG",
+        "in that order",
+    ),
+    bad_script(
+        &[],
+        &[
+            "3",
+            "{other}-generator-lock",
+            SEQUENCE,
+            SHARD,
+            "4095",
+            "1",
+            "1023",
+            "1",
+        ],
+        "KESTREL_BADARG",
+        "one generator's",
+    ),
+    bad_script(
+        &[],
+        &["3", SHARD, SEQUENCE, SHARD, "4095", "1", "1023", "1"],
+        "KESTREL_BADARG",
+        "three different keys",
+    ),
+    bad_script(
+        &[],
         &[
             "3",
             LOCK,

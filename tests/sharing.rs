@@ -441,3 +441,63 @@ fn call_id(connection: &mut Connection, words: &[&str], what: &str) -> i64 {
     let (outcome, _) = retry_lead(|| command(words).query(connection));
     outcome.unwrap_or_else(|error| panic!("{what}: {words:?}: {}", error_line(&error)))
 }
+
+/// How a shard id passes from generator `a` to generator `b` in each case below.
+enum HandOver {
+    /// `a`'s shard-id key is written again (a keyspace event), then `b` gets the same id.
+    RewrittenThenGiven,
+    /// `a`'s keys are deleted, then `b` gets its shard id.
+    DeletedThenGiven,
+    /// Both already hold the shard id in their keys when the data is reloaded.
+    StoredThenReloaded,
+}
+
+#[test]
+fn generators_handed_one_shard_id_never_issue_the_same_id() {
+    let cases = [
+        ("rewritten", HandOver::RewrittenThenGiven),
+        ("deleted", HandOver::DeletedThenGiven),
+        ("reloaded", HandOver::StoredThenReloaded),
+    ];
+    for (what, hand_over) in cases {
+        let server = common::module_server(&[]).start();
+        let mut connection = server.connection();
+        common::set_shard_id(&mut connection, "a", 5);
+        common::set_shard_id(&mut connection, "b", 6);
+        let mut all = take(&mut connection, "b", 1);
+
+        // `a` runs ahead of the clock, so its IDs reach past anything `b` would start from.
+        for _ in 0..10 {
+            all.extend(take(&mut connection, "a", 65_536));
+        }
+        match hand_over {
+            HandOver::RewrittenThenGiven => common::set_shard_id(&mut connection, "a", 5),
+            HandOver::DeletedThenGiven => {
+                let keys = Keys::of("a");
+                let _: i64 = run(
+                    &mut connection,
+                    &["DEL", &keys.shard_id, &keys.lock, &keys.sequence],
+                );
+            }
+            HandOver::StoredThenReloaded => {
+                common::set_shard_id(&mut connection, "b", 5);
+                let _: () = run(&mut connection, &["DEBUG", "RELOAD"]);
+                all.extend(take(&mut connection, "a", 65_536));
+            }
+        }
+        if !matches!(hand_over, HandOver::StoredThenReloaded) {
+            common::set_shard_id(&mut connection, "b", 5);
+        }
+        for _ in 0..10 {
+            all.extend(take(&mut connection, "b", 65_536));
+        }
+
+        assert_unique(&mut all, what);
+    }
+}
+
+/// `count` IDs from `generator`, waiting out lead cap refusals.
+fn take(connection: &mut Connection, generator: &str, count: u64) -> Vec<i64> {
+    let (outcome, _) = retry_lead(|| try_ids(connection, generator, count, Form::Ranges));
+    outcome.unwrap_or_else(|error| panic!("{generator}: {}", error_line(&error)))
+}
