@@ -66,7 +66,7 @@ fn failures_are_one_line_with_exit_status_one_and_bad_arguments_two() {
 
 #[test]
 fn every_bad_argument_is_a_usage_error_naming_the_argument() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["ids", "0"], "<COUNT>"),
         (&["ids", "abc"], "<COUNT>"),
         (&["ids", "-1"], "<COUNT>"),
@@ -74,6 +74,7 @@ fn every_bad_argument_is_a_usage_error_naming_the_argument() {
         (&["decode", "-1"], "not an ID"),
         (&["decode", "1446325212348944384", "-5"], "not an ID"),
         (&["--shard-id", "5000", "id"], "--shard-id"),
+        (&["--generator", "a{b", "id"], "--generator"),
         (&["id", "--shard-id", "0"], "--shard-id"),
         (&["bench", "--batch", "0"], "--batch"),
     ];

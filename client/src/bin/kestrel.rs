@@ -62,8 +62,9 @@ struct Connection {
     #[arg(long, env = "REDIS_TLS_CA_FILE", global = true)]
     tls_ca: Option<std::path::PathBuf>,
 
-    /// The generator name (Cluster: the prefix of the per-master names).
-    #[arg(long, env = "KESTREL_GENERATOR", global = true)]
+    /// The generator name (Cluster: the prefix of the per-master names); non-empty, without
+    /// `{` or `}`.
+    #[arg(long, env = "KESTREL_GENERATOR", global = true, value_parser = parse_generator)]
     generator: Option<String>,
 
     /// The shard id to set up where none is stored (standalone and Sentinel), 1 to 1023.
@@ -159,10 +160,18 @@ enum Format {
     Json,
 }
 
+fn parse_generator(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.contains(['{', '}']) {
+        return Err("a generator name is non-empty and holds no '{' or '}'".to_owned());
+    }
+    Ok(name.to_owned())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Without -v, a failure is the one line `main` prints, not also the client's warnings.
     let level = match cli.verbose {
-        0 => LevelFilter::WARN,
+        0 => LevelFilter::ERROR,
         1 => LevelFilter::INFO,
         _ => LevelFilter::DEBUG,
     };
@@ -458,7 +467,9 @@ async fn bench(
     if has_module {
         clients.push((Path::Module, &auto));
     } else {
-        tracing::warn!("no server in the plan has the module loaded; measuring the script only");
+        eprintln!(
+            "kestrel: no server in the plan has the module loaded; measuring the script only"
+        );
     }
     clients.push((Path::Script, &script));
 
