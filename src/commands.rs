@@ -40,7 +40,7 @@ struct Options<'a> {
 }
 
 /// `KESTREL.ID [GENERATOR <name>] [FORMAT INT|STRING]`
-pub fn id(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
+pub fn id(ctx: &Context, args: &[&[u8]]) -> Result<(), KestrelError> {
     if ctx.is_keys_position_request() {
         report_generator_key(ctx, args, 1);
         return Ok(());
@@ -60,7 +60,7 @@ pub fn id(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
 }
 
 /// `KESTREL.IDS <count> [GENERATOR <name>] [FORMAT INT|STRING|RANGES]`
-pub fn ids(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
+pub fn ids(ctx: &Context, args: &[&[u8]]) -> Result<(), KestrelError> {
     if ctx.is_keys_position_request() {
         report_generator_key(ctx, args, 2);
         return Ok(());
@@ -69,7 +69,7 @@ pub fn ids(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
         return Err(KestrelError::Arity);
     }
 
-    let count = parse_count(args[1].as_slice())?;
+    let count = parse_count(args[1])?;
     let formats = [Format::Int, Format::String, Format::Ranges];
     let options = parse_options(&args[2..], IDS_USAGE, &formats)?;
     check_can_generate(ctx, &options)?;
@@ -81,15 +81,14 @@ pub fn ids(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
 }
 
 /// `KESTREL.DECODE <id> [<id> ...]`
-pub fn decode(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
+pub fn decode(ctx: &Context, args: &[&[u8]]) -> Result<(), KestrelError> {
     if args.len() < 2 {
         return Err(KestrelError::Arity);
     }
 
     let ids = args[1..]
         .iter()
-        .map(|arg| {
-            let text = arg.as_slice();
+        .map(|&text| {
             let value = parse_decimal_i64(text).ok_or_else(|| bad_id(text))?;
             Id::from_i64(value).map_err(|_| bad_id(text))
         })
@@ -106,7 +105,7 @@ pub fn decode(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
 }
 
 /// `KESTREL.STATUS [GENERATOR <name>]`
-pub fn status(ctx: &Context, args: &[RedisString]) -> Result<(), KestrelError> {
+pub fn status(ctx: &Context, args: &[&[u8]]) -> Result<(), KestrelError> {
     if ctx.is_keys_position_request() {
         report_generator_key(ctx, args, 1);
         return Ok(());
@@ -218,7 +217,7 @@ fn parse_count(text: &[u8]) -> Result<u64, KestrelError> {
 
 /// Parses `[GENERATOR <name>] [FORMAT <format>]` in any order, each at most once.
 fn parse_options<'a>(
-    args: &'a [RedisString],
+    args: &'a [&'a [u8]],
     usage: &'static str,
     formats: &[Format],
 ) -> Result<Options<'a>, KestrelError> {
@@ -226,7 +225,7 @@ fn parse_options<'a>(
     let mut generator = None;
     let mut format = None;
 
-    let mut rest = args.iter().map(RedisString::as_slice);
+    let mut rest = args.iter().copied();
     while let Some(option) = rest.next() {
         let is_generator = option.eq_ignore_ascii_case(b"GENERATOR");
         let is_format = option.eq_ignore_ascii_case(b"FORMAT") && !formats.is_empty();
@@ -264,10 +263,10 @@ fn parse_generator_name(name: &[u8]) -> Result<&[u8], KestrelError> {
 }
 
 /// Tells Redis which argument is the generator's key, for cluster routing and ACL checks.
-fn report_generator_key(ctx: &Context, args: &[RedisString], first_option: usize) {
+fn report_generator_key(ctx: &Context, args: &[&[u8]], first_option: usize) {
     let options = args.iter().enumerate().skip(first_option);
     let keyword = options
-        .filter(|(_, arg)| arg.as_slice().eq_ignore_ascii_case(b"GENERATOR"))
+        .filter(|(_, arg)| arg.eq_ignore_ascii_case(b"GENERATOR"))
         .map(|(position, _)| position + 1)
         .find(|&position| position < args.len());
     if let Some(position) = keyword.and_then(|position| i32::try_from(position).ok()) {

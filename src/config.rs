@@ -103,9 +103,12 @@ pub fn fence_settings() -> Settings {
 
 /// The generator settings the options describe now.
 pub fn settings() -> Settings {
-    HIGHEST_LEAD_CAP_MS.fetch_max(get(&LEAD_CAP_MS), Ordering::Relaxed);
+    let lead_cap_ms = get(&LEAD_CAP_MS);
+    if lead_cap_ms > get(&HIGHEST_LEAD_CAP_MS) {
+        HIGHEST_LEAD_CAP_MS.store(lead_cap_ms, Ordering::Relaxed);
+    }
     Settings {
-        lead_cap_ms: get(&LEAD_CAP_MS).unsigned_abs(),
+        lead_cap_ms: lead_cap_ms.unsigned_abs(),
         reserve_ms: get(&RESERVE_MS).unsigned_abs(),
     }
 }

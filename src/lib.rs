@@ -36,7 +36,10 @@ const MODULE_NAME: &CStr = c"kestrel";
 static ALLOCATOR: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAlloc;
 
 /// A command handler: replies itself on success, or returns the refusal to reply with.
-type Handler = fn(&Context, &[RedisString]) -> Result<(), KestrelError>;
+type Handler = fn(&Context, &[&[u8]]) -> Result<(), KestrelError>;
+
+/// Commands with at most this many arguments read them without allocating.
+const INLINE_ARGS: usize = 8;
 
 /// One command: its name, handler, flags, and a C entry point that calls the handler.
 struct Command {
@@ -94,8 +97,24 @@ fn run_command(
 ) -> c_int {
     let context = Context::new(ctx);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        let args = decode_args(ctx, argv, argc);
-        handler(&context, &args)
+        let count = usize::try_from(argc).unwrap_or(0);
+        if argv.is_null() || count == 0 {
+            return handler(&context, &[]);
+        }
+        // SAFETY: Redis passes `argc` valid strings in `argv`, alive for the whole call.
+        let argv = unsafe { std::slice::from_raw_parts(argv, count) };
+        let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+        let spilled: Vec<&[u8]>;
+        let args: &[&[u8]] = if count <= INLINE_ARGS {
+            for (slot, &arg) in inline.iter_mut().zip(argv) {
+                *slot = string_bytes(arg);
+            }
+            &inline[..count]
+        } else {
+            spilled = argv.iter().map(|&arg| string_bytes(arg)).collect();
+            &spilled
+        };
+        handler(&context, args)
     }));
     match outcome.unwrap_or(Err(KestrelError::Internal)) {
         Ok(()) => {}
@@ -110,6 +129,18 @@ fn run_command(
         }
     }
     raw::REDISMODULE_OK as c_int
+}
+
+/// The bytes of a string Redis passed to a command, valid while the command runs.
+fn string_bytes<'a>(string: *mut raw::RedisModuleString) -> &'a [u8] {
+    let mut len = 0;
+    let bytes = raw::string_ptr_len(string, &mut len);
+    if bytes.is_null() {
+        return &[];
+    }
+    // SAFETY: RedisModule_StringPtrLen returned the string's buffer and length; Redis keeps
+    // command arguments alive until the command returns, and no argument outlives it here.
+    unsafe { std::slice::from_raw_parts(bytes.cast::<u8>(), len) }
 }
 
 /// Entry point Redis calls on `loadmodule` or `MODULE LOAD`.
