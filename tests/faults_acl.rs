@@ -7,23 +7,7 @@ use kestrel_testbed::redis::{self, Value};
 use kestrel_testbed::Server;
 
 /// The README's rules for an application that owns the generator `orders`.
-const APP_RULES: &[&str] = &[
-    "on",
-    ">app-secret",
-    "resetkeys",
-    "~orders",
-    "~{orders}-*",
-    "resetchannels",
-    "-@all",
-    "+kestrel.id",
-    "+kestrel.ids",
-    "+kestrel.status",
-    "+kestrel.decode",
-    "+evalsha",
-    "+get",
-    "+set",
-    "+time",
-];
+const APP_RULES: &[&str] = kestrel_testbed::ORDERS_APP_ACL_RULES;
 
 fn user_connection(server: &Server, user: &str, password: &str) -> redis::Connection {
     let url = format!("redis://{user}:{password}@127.0.0.1:{}/", server.port());

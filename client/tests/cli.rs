@@ -152,28 +152,12 @@ fn an_acl_user_without_the_default_generator_hears_about_the_generator() {
     let server = Server::builder().module(&["shard-id", "2"]).start();
     let mut admin = server.connection();
     redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "orders-app",
-            "on",
-            ">secret",
-            "resetkeys",
-            "~orders",
-            "~{orders}-*",
-            "resetchannels",
-            "-@all",
-            "+kestrel.id",
-            "+kestrel.ids",
-            "+kestrel.status",
-            "+kestrel.decode",
-            "+evalsha",
-            "+get",
-            "+set",
-            "+time",
-        ])
+        .arg("SETUSER")
+        .arg("orders-app")
+        .arg(kestrel_testbed::ORDERS_APP_ACL_RULES)
         .exec(&mut admin)
         .unwrap();
-    let url = format!("redis://orders-app:secret@127.0.0.1:{}", server.port());
+    let url = format!("redis://orders-app:app-secret@127.0.0.1:{}", server.port());
 
     let default = kestrel(&["--url", &url, "id"]);
     let orders = kestrel(&["--url", &url, "--generator", "orders", "id"]);

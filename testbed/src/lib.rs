@@ -69,3 +69,24 @@ pub use server::{
     REPLICATION_TIMEOUT, SERVER_BIN_ENV, START_TIMEOUT,
 };
 pub use wait::{wait_for, POLL_INTERVAL};
+
+/// The README's ACL rules for an application user that owns the generator `orders`, after the
+/// user name: its password is `app-secret`. Tests of the module and of the client grant
+/// exactly these, so the rules the README documents are the rules that are tested.
+pub const ORDERS_APP_ACL_RULES: &[&str] = &[
+    "on",
+    ">app-secret",
+    "resetkeys",
+    "~orders",
+    "~{orders}-*",
+    "resetchannels",
+    "-@all",
+    "+kestrel.id",
+    "+kestrel.ids",
+    "+kestrel.status",
+    "+kestrel.decode",
+    "+evalsha",
+    "+get",
+    "+set",
+    "+time",
+];
