@@ -1,6 +1,7 @@
 //! The command handlers. Each reads: check arity, parse arguments, load state and call the
 //! core (in `generators`), store state, reply.
 
+use std::mem::ManuallyDrop;
 use std::os::raw::c_long;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -197,11 +198,30 @@ fn check_key_permission(
         return Ok(());
     };
     let user = RedisString::from_redis_module_string(std::ptr::null_mut(), user);
-    let key = RedisString::create_from_slice(ctx.ctx, generator);
-    ctx.acl_check_key_permission(&user, &key, &permissions)
-        .map_err(|_| KestrelError::NoPermission {
-            generator: quote(generator),
-        })
+    let allowed = with_key_name(generator, |key| {
+        ctx.acl_check_key_permission(&user, key, &permissions)
+    });
+    allowed.map_err(|_| KestrelError::NoPermission {
+        generator: quote(generator),
+    })
+}
+
+thread_local! {
+    // The default generator's name as a Redis string, made once: the permission check runs
+    // on every call without GENERATOR. Never freed, like the module itself.
+    static DEFAULT_KEY: ManuallyDrop<RedisString> =
+        ManuallyDrop::new(RedisString::create_from_slice(std::ptr::null_mut(), DEFAULT_GENERATOR));
+}
+
+/// Runs `check` with `generator` as a Redis string, reusing the one made for the default.
+fn with_key_name<T>(generator: &[u8], check: impl FnOnce(&RedisString) -> T) -> T {
+    if generator == DEFAULT_GENERATOR {
+        return DEFAULT_KEY.with(|key| check(key));
+    }
+    check(&RedisString::create_from_slice(
+        std::ptr::null_mut(),
+        generator,
+    ))
 }
 
 fn parse_count(text: &[u8]) -> Result<u64, KestrelError> {
